@@ -1,0 +1,2 @@
+"""Shared pieces of Portcullis: the error shape, the signed gateway context, migrations,
+and the process supervision used by the launcher and the tests alike."""

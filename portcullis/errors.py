@@ -1,0 +1,95 @@
+"""SparkPost's error shape, the only one any client of ours ever sees.
+
+`{"errors": [{"message": ..., "code": "1400", "description": ...}]}`; `code` is a string.
+Domain code raises `APIError` (or a subclass) deep down; each app turns it into a response in
+one place with `error_response`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+# Generic codes by status, in SparkPost's style (a string of digits).
+DEFAULT_CODES = {
+    400: "1400",
+    401: "1401",
+    403: "1403",
+    404: "1404",
+    405: "1405",
+    409: "1409",
+    413: "1413",
+    415: "1415",
+    420: "1420",
+    422: "1422",
+    429: "1429",
+    500: "1500",
+    502: "1502",
+    503: "1503",
+    504: "1504",
+}
+
+
+class APIError(Exception):
+    """An error a client may see: a status and one or more SparkPost error entries."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        description: str | None = None,
+        code: str | None = None,
+        *,
+        extra: list[dict[str, str]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        entry = {
+            "message": message,
+            "code": code or DEFAULT_CODES.get(status, f"1{status}"),
+            "description": description or message,
+        }
+        self.entries = [entry, *(extra or [])]
+
+    def body(self) -> dict[str, Any]:
+        return {"errors": self.entries}
+
+
+def error_body(status: int, message: str, description: str | None = None,
+               code: str | None = None) -> dict[str, Any]:
+    return APIError(status, message, description, code).body()
+
+
+def error_response(exc: APIError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+async def api_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, APIError)
+    return error_response(exc)
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    """Starlette's own HTTPException (404 for unknown paths, 405) in our shape."""
+    status = getattr(exc, "status_code", 500)
+    detail = getattr(exc, "detail", None) or "Error"
+    headers = getattr(exc, "headers", None)
+    return error_response(APIError(status, str(detail)), headers=headers)
+
+
+async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
+    return error_response(APIError(500, "Internal error",
+                                   "The service failed to process the request"))
+
+
+def exception_handlers() -> dict[Any, Any]:
+    """Handlers every Starlette app of ours installs, so no HTML page ever leaks out."""
+    from starlette.exceptions import HTTPException
+
+    return {
+        APIError: api_error_handler,
+        HTTPException: http_exception_handler,
+        Exception: unhandled_error_handler,
+    }
