@@ -1,0 +1,125 @@
+"""HTTP: the decision, health, the revocation log, and the wiring of the admin and
+customer APIs. The only module (with admin.py and apikeys.py) that knows HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as aioredis
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from authsvc import admin, apikeys
+from authsvc.config import Config
+from authsvc.errors import Denial, Invalid
+from authsvc.events import RevocationEvents
+from authsvc.failures import FailureCounter
+from authsvc.keys import KeyService
+from authsvc.runtime import Runtime
+from authsvc.service import AuthService
+from authsvc.store import Store
+from authsvc.tokens import TokenService
+from portcullis.context import GatewayContextMiddleware
+from portcullis.errors import APIError, exception_handlers
+
+log = logging.getLogger("authsvc")
+FAILURES_HEADER = "X-Auth-Failures"
+
+
+async def healthz(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    try:
+        await runtime.store.ping()
+    except Exception as exc:
+        raise APIError(503, "Unavailable", "PostgreSQL is unreachable") from exc
+    return JSONResponse({"status": "ok"})
+
+
+async def authorize(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    try:
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        answer = await runtime.auth.authorize(body)
+    except Denial as denial:
+        headers = None
+        if denial.failed_attempts is not None:
+            headers = {FAILURES_HEADER: str(denial.failed_attempts)}
+        return JSONResponse(denial.body(), status_code=denial.status, headers=headers)
+    return JSONResponse(answer)
+
+
+async def revocations(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    since_raw = request.query_params.get("since", "0")
+    if not since_raw.isdigit():
+        raise Invalid("`since` must be a whole number")
+    latest, key_ids = await runtime.store.revocations_since(int(since_raw))
+    return JSONResponse({"seq": latest, "key_ids": key_ids})
+
+
+def build_runtime(config: Config, store: Store, redis: Any) -> Runtime:
+    events = RevocationEvents(redis)
+    keys = KeyService(store, config, events)
+    tokens = TokenService(store)
+    failures = FailureCounter(config.failure_window, redis)
+    auth = AuthService(store, config, keys, tokens, failures)
+    return Runtime(config=config, store=store, events=events, keys=keys, tokens=tokens,
+                   auth=auth)
+
+
+def create_app(config: Config, store: Store | None = None) -> Starlette:
+    """The auth service. Without `store`, it connects to `config.database_url` on start-up."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        own_store = store is None
+        active = store or await Store.connect(config.database_url, config.pool_min,
+                                              config.pool_max)
+        redis = aioredis.Redis.from_url(config.redis_url) if config.redis_url else None
+        runtime = build_runtime(config, active, redis)
+        app.state.runtime = runtime
+        tasks = [asyncio.create_task(runtime.events.sweep_expiries(
+            active, config.expiry_sweep_interval))]
+        if redis is not None:
+            tasks.append(asyncio.create_task(runtime.events.listen()))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await runtime.tokens.close()
+            if redis is not None:
+                await redis.aclose()
+            if own_store:
+                await active.close()
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/v1/authorize", authorize, methods=["POST"]),
+        Route("/v1/revocations", revocations, methods=["GET"]),
+        *admin.routes,
+        *apikeys.routes,
+    ]
+    middleware = [Middleware(GatewayContextMiddleware, secret=config.signing_secret,
+                             open_paths=("/healthz",), open_prefixes=("/v1/", "/admin/"))]
+    return Starlette(routes=routes, middleware=middleware,
+                     exception_handlers=exception_handlers(), lifespan=lifespan)
+
+
+def app_from_env() -> Starlette:
+    """The factory uvicorn's workers import (`authsvc.app:app_from_env`)."""
+    return create_app(Config.from_env())

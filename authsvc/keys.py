@@ -1,0 +1,198 @@
+"""API keys: made, looked up (through a short in-process cache), updated, rotated, revoked."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from authsvc import credentials
+from authsvc.cache import TTLCache
+from authsvc.config import Config
+from authsvc.decision import Network, Principal, deny
+from authsvc.errors import Invalid, NotFound
+from authsvc.events import RevocationEvents
+from authsvc.store import KeyRecord, NewKey, Store
+
+GRANT_RE = re.compile(r"^[a-z0-9_.-]{1,64}/[a-z0-9_.-]{1,64}$")
+MAX_GRANTS = 64
+MAX_IPS = 64
+MAX_LABEL = 1024
+MAX_GRACE = 30 * 86400
+
+
+@dataclass(frozen=True)
+class CachedKey:
+    hash: bytes
+    revoked: bool
+    principal: Principal
+
+
+# -- validation of what callers send
+
+
+def check_grants(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or len(value) > MAX_GRANTS:
+        raise Invalid(f"`grants` must be a list of 1 to {MAX_GRANTS} grants")
+    for grant in value:
+        if not isinstance(grant, str) or not GRANT_RE.match(grant):
+            raise Invalid(f"grant {grant!r} is not of the form `<resource>/<action>`")
+    return tuple(dict.fromkeys(value))
+
+
+def check_valid_ips(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_IPS:
+        raise Invalid(f"`valid_ips` must be a list of at most {MAX_IPS} networks")
+    out = []
+    for item in value:
+        try:
+            out.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+        except ValueError as exc:
+            raise Invalid(f"`valid_ips` entry {item!r} is not an address or CIDR") from exc
+    return tuple(out)
+
+
+def check_label(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_LABEL:
+        raise Invalid(f"`label` must be a non-empty string of at most {MAX_LABEL} characters")
+    return value.strip()
+
+
+def check_expires_at(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise Invalid("`expires_at` must be an ISO-8601 time")
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise Invalid("`expires_at` must be an ISO-8601 time") from exc
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def check_grace(value: Any, default: int) -> int:
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_GRACE:
+        raise Invalid(f"`grace_seconds` must be a whole number from 0 to {MAX_GRACE}")
+    return value
+
+
+def principal_of(record: KeyRecord) -> Principal:
+    networks: tuple[Network, ...] = tuple(
+        ipaddress.ip_network(n, strict=False) for n in record.valid_ips)
+    return Principal(
+        account_id=record.account_id, subaccount_id=record.subaccount_id, key_id=record.id,
+        grants=record.grants, networks=networks,
+        expires_at=None if record.expires_at is None else record.expires_at.timestamp(),
+        rate_limits=record.rate_limits)
+
+
+def describe(record: KeyRecord) -> dict[str, Any]:
+    """A key as operators and customers see it: never the key, only its first characters."""
+    return {
+        "id": record.id,
+        "label": record.label,
+        "account_id": record.account_id,
+        "subaccount_id": record.subaccount_id,
+        "grants": list(record.grants),
+        "valid_ips": list(record.valid_ips),
+        "short_key": record.prefix,
+        "expires_at": None if record.expires_at is None else record.expires_at.isoformat(),
+        "revoked": record.revoked_at is not None,
+        "rotated_to": record.rotated_to,
+        "created_at": record.created_at.isoformat(),
+    }
+
+
+class KeyService:
+    def __init__(self, store: Store, config: Config, events: RevocationEvents) -> None:
+        self.store = store
+        self.config = config
+        self.events = events
+        self.cache: TTLCache[bytes, CachedKey] = TTLCache(config.key_cache_ttl,
+                                                           config.key_cache_size)
+        self._hash_of: dict[str, bytes] = {}
+        events.listeners.append(self.forget)
+
+    # -- the decision's path
+
+    async def principal_for(self, key: str, now: float) -> Principal:
+        if not credentials.looks_like_key(key):
+            raise deny("key_unknown", "no such API key")
+        digest = credentials.key_hash(key)
+        entry = self.cache.get(digest)
+        if entry is None:
+            record = await self.store.key_by_hash(digest)
+            if record is None:
+                raise deny("key_unknown", "no such API key")
+            entry = CachedKey(record.hash, record.revoked_at is not None, principal_of(record))
+            self._remember(entry)
+        if not credentials.hashes_match(entry.hash, digest):
+            raise deny("key_unknown", "no such API key")
+        if entry.revoked:
+            raise deny("key_revoked", "this API key was revoked")
+        expires = entry.principal.expires_at
+        if expires is not None and expires <= now:
+            raise deny("key_expired", "this API key has expired")
+        return entry.principal
+
+    def _remember(self, entry: CachedKey) -> None:
+        if not self.cache.enabled:
+            return
+        if len(self._hash_of) > 2 * self.config.key_cache_size:
+            self._hash_of.clear()
+        self.cache.set(entry.hash, entry)
+        self._hash_of[entry.principal.key_id] = entry.hash
+
+    def forget(self, key_id: str) -> None:
+        digest = self._hash_of.pop(key_id, None)
+        if digest is not None:
+            self.cache.pop(digest)
+
+    # -- lifecycle
+
+    async def create(self, account_id: int, subaccount_id: int | None, label: str,
+                     grants: tuple[str, ...], valid_ips: tuple[str, ...],
+                     expires_at: datetime | None) -> tuple[KeyRecord, str]:
+        raw, new = self._new(account_id, subaccount_id, label, grants, valid_ips, expires_at)
+        return await self.store.insert_key(new), raw
+
+    async def rotate(self, key_id: str, grace_seconds: int) -> tuple[KeyRecord, str]:
+        old = await self.store.key_by_id(key_id)
+        if old is None:
+            raise NotFound(f"key {key_id}")
+        raw, new = self._new(old.account_id, old.subaccount_id, old.label, old.grants,
+                             old.valid_ips, old.expires_at)
+        record, seq = await self.store.rotate_key(key_id, new, grace_seconds)
+        self.forget(key_id)
+        await self.events.publish(key_id, seq, "rotated")
+        return record, raw
+
+    async def revoke(self, key_id: str, reason: str = "revoked") -> None:
+        seq = await self.store.revoke_key(key_id, reason)
+        self.forget(key_id)
+        if seq is not None:
+            await self.events.publish(key_id, seq, reason)
+
+    async def update(self, key_id: str, label: str, grants: tuple[str, ...],
+                     valid_ips: tuple[str, ...]) -> KeyRecord:
+        record, seq = await self.store.update_key(key_id, label, grants, valid_ips)
+        self.forget(key_id)
+        # Gateways drop decisions made under the old grants or networks.
+        await self.events.publish(key_id, seq, "updated")
+        return record
+
+    @staticmethod
+    def _new(account_id: int, subaccount_id: int | None, label: str,
+             grants: tuple[str, ...], valid_ips: tuple[str, ...],
+             expires_at: datetime | None) -> tuple[str, NewKey]:
+        raw = credentials.new_key()
+        return raw, NewKey(
+            id=credentials.new_key_id(), account_id=account_id, subaccount_id=subaccount_id,
+            label=label, prefix=credentials.key_prefix(raw), hash=credentials.key_hash(raw),
+            grants=grants, valid_ips=valid_ips, expires_at=expires_at)

@@ -1,0 +1,103 @@
+"""The auth service, started for real (uvicorn on an ephemeral port) against the session's
+PostgreSQL and Redis; helpers that call it as the gateway and operators do."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from authsvc.app import create_app
+from authsvc.config import Config
+from portcullis.procs import free_port
+
+ADMIN_TOKEN = "test-admin-token"
+SIGNING_SECRET = "test-signing-secret"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def basic(key: str) -> str:
+    return "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+
+
+@dataclass
+class Api:
+    """Calls to one running auth service."""
+
+    client: httpx.AsyncClient
+    base: str
+
+    async def admin(self, method: str, path: str, json: Any = None,
+                    token: str | None = ADMIN_TOKEN) -> httpx.Response:
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        return await self.client.request(method, self.base + path, json=json, headers=headers)
+
+    async def account(self, **extra: Any) -> int:
+        r = await self.admin("POST", "/admin/accounts", {"name": unique("acct"), **extra})
+        assert r.status_code == 201, r.text
+        return int(r.json()["results"]["id"])
+
+    async def subaccount(self, account_id: int) -> int:
+        r = await self.admin("POST", f"/admin/accounts/{account_id}/subaccounts",
+                             {"name": unique("sub")})
+        assert r.status_code == 201, r.text
+        return int(r.json()["results"]["id"])
+
+    async def key(self, account_id: int, grants: list[str], **extra: Any) -> dict[str, Any]:
+        r = await self.admin("POST", "/admin/keys", {"account_id": account_id,
+                                                     "label": unique("key"),
+                                                     "grants": grants, **extra})
+        assert r.status_code == 201, r.text
+        results: dict[str, Any] = r.json()["results"]
+        return results
+
+    async def authorize(self, token: str | None, method: str = "GET",
+                        resource: str = "suppression_lists", subaccount: str | None = None,
+                        client_ip: str | None = "127.0.0.1",
+                        grants: list[str] | None = None) -> httpx.Response:
+        return await self.client.post(self.base + "/v1/authorize", json={
+            "resource": resource, "method": method, "token": token,
+            "subaccount": subaccount, "client_ip": client_ip, "grants": grants})
+
+
+def base_config(pg_dsn: str, **overrides: Any) -> Config:
+    config = Config(database_url=pg_dsn, signing_secret=SIGNING_SECRET,
+                    admin_token=ADMIN_TOKEN, expiry_sweep_interval=0.1)
+    return replace(config, **overrides)
+
+
+@contextlib.asynccontextmanager
+async def running(config: Config) -> AsyncIterator[Api]:
+    """An auth service on an ephemeral port in this event loop, for the block's duration."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("auth service stopped during start-up")
+        await asyncio.sleep(0.01)
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            yield Api(client, f"http://127.0.0.1:{port}")
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture(scope="session")
+async def api(pg_dsn: str, redis_url: str) -> AsyncIterator[Api]:
+    async with running(base_config(pg_dsn, redis_url=redis_url)) as service:
+        yield service
