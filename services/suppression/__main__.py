@@ -1,0 +1,39 @@
+"""python -m services.suppression lookup|list|worker [--host H] [--port P]"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from services.suppression.config import Config
+
+DEFAULT_PORTS = {"lookup": 8200, "list": 8210}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.suppression")
+    parser.add_argument("role", choices=("lookup", "list", "worker"))
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=1, help="HTTP worker processes")
+    args = parser.parse_args(argv)
+    config = Config.from_env()
+    if not config.signing_secret and args.role != "worker":
+        print("PORTCULLIS_SIGNING_SECRET is not set", file=sys.stderr)
+        return 2
+    if args.role == "worker":
+        from services.suppression import worker
+
+        worker.main(config)
+        return 0
+    import uvicorn
+
+    port = args.port or DEFAULT_PORTS[args.role]
+    uvicorn.run(f"services.suppression.entry:{args.role}_app", factory=True, host=args.host,
+                port=port, workers=args.workers, loop="uvloop", http="httptools",
+                access_log=False, log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

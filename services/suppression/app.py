@@ -1,0 +1,234 @@
+"""HTTP: the lookup service and the list service. The only module that knows HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from portcullis.context import Context, GatewayContextMiddleware
+from portcullis.errors import exception_handlers
+from services.suppression import imports
+from services.suppression.config import Config
+from services.suppression.errors import (
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from services.suppression.export import export_rows, stream
+from services.suppression.model import Scope
+from services.suppression.service import Suppressions
+from services.suppression.store import Store
+
+OPENAPI = Path(__file__).with_name("openapi.json")
+Role = Literal["lookup", "list"]
+BASE = "/api/v1/suppression-list"
+MAX_JSON_BODY = 50 * 1024 * 1024
+# Paths below BASE that are never recipients (none of them holds an '@').
+RESERVED = ("summary", "lookup", "imports", "export", "openapi.json")
+
+
+def scope_of(request: Request) -> Scope:
+    ctx: Context = request.state.context
+    return Scope.of(ctx)
+
+
+def suppressions(request: Request) -> Suppressions:
+    found: Suppressions = request.app.state.suppressions
+    return found
+
+
+async def json_body(request: Request, *, required: bool = True) -> Any:
+    """The JSON body, at most 50 MB; None when empty and not required."""
+    ctype = request.headers.get("content-type", "")
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_JSON_BODY:
+        raise PayloadTooLarge("The request body is larger than 50 MB")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_JSON_BODY:
+            raise PayloadTooLarge("The request body is larger than 50 MB")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        if required:
+            return {}
+        return None
+    if ctype and "json" not in ctype.lower():
+        raise UnsupportedMediaType("Send the body as application/json")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("Problems parsing request as json",
+                             "The request body is not valid JSON") from None
+
+
+def ok(body: dict[str, Any], status: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=status)
+
+
+# --- lookup service ------------------------------------------------------------------------
+
+async def get_recipient(request: Request) -> Response:
+    recipient = request.path_params["recipient"]
+    if recipient in RESERVED:
+        raise NotFound("Not found", f"{BASE}/{recipient} is not served here")
+    body = await suppressions(request).get_recipient(
+        scope_of(request), recipient, request.query_params)
+    return ok(body)
+
+
+async def batch_lookup(request: Request) -> Response:
+    body = await json_body(request)
+    return ok(await suppressions(request).batch_lookup(scope_of(request), body))
+
+
+# --- list service --------------------------------------------------------------------------
+
+async def put_recipient(request: Request) -> Response:
+    recipient = request.path_params["recipient"]
+    if recipient in RESERVED:
+        raise NotFound("Not found", f"{BASE}/{recipient} is not a recipient")
+    body = await json_body(request)
+    return ok({"results": await suppressions(request).put_one(scope_of(request), recipient,
+                                                               body)})
+
+
+async def delete_recipient(request: Request) -> Response:
+    recipient = request.path_params["recipient"]
+    if recipient in RESERVED:
+        raise NotFound("Not found", f"{BASE}/{recipient} is not a recipient")
+    body = await json_body(request, required=False)
+    list_id = request.query_params.get("list_id")  # None: absent; "": account-level only
+    await suppressions(request).delete(scope_of(request), recipient, body, list_id)
+    return Response(status_code=204)
+
+
+async def put_bulk(request: Request) -> Response:
+    body = await json_body(request)
+    return ok({"results": await suppressions(request).put_bulk(scope_of(request), body)})
+
+
+async def search(request: Request) -> Response:
+    return ok(await suppressions(request).search(scope_of(request), request.query_params))
+
+
+async def summary(request: Request) -> Response:
+    return ok(await suppressions(request).summary(scope_of(request)))
+
+
+async def post_import(request: Request) -> Response:
+    fmt = imports.format_of(request.headers.get("content-type", ""),
+                            request.query_params.get("format"))
+    config: Config = request.app.state.config
+    job_id = await imports.upload(request.app.state.store, scope_of(request), fmt,
+                                  request.stream(), config.import_chunk_bytes)
+    job = await request.app.state.store.job(scope_of(request), job_id)
+    location = f"{BASE}/imports/{job_id}"
+    return JSONResponse({"results": imports.job_json(job, BASE)}, status_code=202,
+                        headers={"Location": location})
+
+
+async def get_import(request: Request) -> Response:
+    job = await request.app.state.store.job(scope_of(request), request.path_params["job_id"])
+    if job is None:
+        raise NotFound("Import job not found")
+    return ok({"results": imports.job_json(job, BASE)})
+
+
+async def list_imports(request: Request) -> Response:
+    jobs = await request.app.state.store.jobs(scope_of(request), 100)
+    return ok({"results": [imports.job_json(j, BASE) for j in jobs]})
+
+
+async def get_rejects(request: Request) -> Response:
+    store: Store = request.app.state.store
+    job_id = request.path_params["job_id"]
+    if await store.job(scope_of(request), job_id) is None:
+        raise NotFound("Import job not found")
+    body = stream(lambda output: store.export_rejects(job_id, output))
+    return StreamingResponse(body, media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": f'attachment; filename="import-{job_id}-rejects.csv"'})
+
+
+async def export(request: Request) -> Response:
+    media_type, body = export_rows(request.app.state.store, scope_of(request),
+                                   request.query_params)
+    suffix = "csv" if media_type.startswith("text/csv") else "ndjson"
+    return StreamingResponse(body, media_type=media_type, headers={
+        "Content-Disposition": f'attachment; filename="suppression-list.{suffix}"'})
+
+
+async def openapi(request: Request) -> Response:
+    return Response(OPENAPI.read_bytes(), media_type="application/json")
+
+
+async def healthz(request: Request) -> Response:
+    store: Store = request.app.state.store
+    try:
+        await store.ping()
+    except Exception:  # any failure to reach PostgreSQL
+        return JSONResponse({"status": "unavailable"}, status_code=503)
+    return ok({"status": "ok"})
+
+
+def routes(role: Role) -> list[Route]:
+    health = [Route("/healthz", healthz, methods=["GET"])]
+    if role == "lookup":
+        return [*health,
+                Route(f"{BASE}/lookup", batch_lookup, methods=["POST"]),
+                Route(f"{BASE}/{{recipient:path}}", get_recipient, methods=["GET", "HEAD"])]
+    return [
+        *health,
+        Route(BASE, search, methods=["GET", "HEAD"]),
+        Route(BASE, put_bulk, methods=["PUT"]),
+        Route(f"{BASE}/summary", summary, methods=["GET", "HEAD"]),
+        Route(f"{BASE}/imports", post_import, methods=["POST"]),
+        Route(f"{BASE}/imports", list_imports, methods=["GET", "HEAD"]),
+        Route(f"{BASE}/imports/{{job_id:int}}", get_import, methods=["GET", "HEAD"]),
+        Route(f"{BASE}/imports/{{job_id:int}}/rejects", get_rejects, methods=["GET", "HEAD"]),
+        Route(f"{BASE}/export", export, methods=["GET", "HEAD"]),
+        Route(f"{BASE}/openapi.json", openapi, methods=["GET", "HEAD"]),
+        Route(f"{BASE}/{{recipient:path}}", get_recipient, methods=["GET", "HEAD"]),
+        Route(f"{BASE}/{{recipient:path}}", put_recipient, methods=["PUT"]),
+        Route(f"{BASE}/{{recipient:path}}", delete_recipient, methods=["DELETE"]),
+    ]
+
+
+def create_app(config: Config, store: Store | None = None, role: Role = "list") -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        own = store is None
+        active = store or await Store.connect(config.database_url, config.pool_min,
+                                              config.pool_max)
+        app.state.store = active
+        app.state.suppressions = Suppressions(active)
+        app.state.config = config
+        try:
+            yield
+        finally:
+            if own:
+                await active.close()
+
+    app = Starlette(
+        routes=routes(role),
+        middleware=[Middleware(GatewayContextMiddleware, secret=config.signing_secret)],
+        exception_handlers=exception_handlers(),
+        lifespan=lifespan,
+    )
+    if store is not None:  # ready without a lifespan (tests drive the app in-process)
+        app.state.store = store
+        app.state.suppressions = Suppressions(store)
+        app.state.config = config
+    return app

@@ -1,0 +1,28 @@
+"""Settings from the environment, with defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Config:
+    database_url: str
+    signing_secret: str
+    pool_min: int = 2
+    pool_max: int = 10
+    import_batch_rows: int = 50_000
+    import_chunk_bytes: int = 1 << 20
+    import_lease_seconds: int = 60
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Config:
+        src = dict(os.environ if env is None else env)
+        return cls(
+            database_url=src.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/portcullis"),
+            signing_secret=src.get("PORTCULLIS_SIGNING_SECRET", ""),
+            pool_min=int(src.get("SUPPRESSION_POOL_MIN", "2")),
+            pool_max=int(src.get("SUPPRESSION_POOL_MAX", "10")),
+            import_batch_rows=int(src.get("SUPPRESSION_IMPORT_BATCH_ROWS", "50000")),
+        )

@@ -1,0 +1,50 @@
+"""Recipient and list id rules.
+
+Canonical form: surrounding white space trimmed, the domain lower-cased, the local part kept
+exactly as given (RFC 5321 lets a server treat local parts as case-sensitive, and we would
+rather suppress two spellings than lift one suppression for another mailbox). Lookups and
+writes canonicalise the same way.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_LOCAL = 64
+MAX_DOMAIN = 255
+MAX_ADDRESS = 254  # RFC 5321 path limit (256) less the angle brackets
+_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
+_LIST_ID = re.compile(r"[A-Za-z0-9._-]{1,255}")
+
+
+class BadRecipient(ValueError):
+    """The reason a recipient is not acceptable (the message is shown to clients)."""
+
+
+def canonical(raw: str) -> str:
+    """The canonical recipient; raises BadRecipient with the reason."""
+    value = raw.strip()
+    if not value:
+        raise BadRecipient("Recipient is empty")
+    if len(value) > MAX_ADDRESS:
+        raise BadRecipient(f"Recipient is longer than {MAX_ADDRESS} characters")
+    if _FORBIDDEN.search(value):
+        raise BadRecipient("Recipient contains spaces or control characters")
+    local, at, domain = value.partition("@")
+    if not at or "@" in domain:
+        raise BadRecipient("Recipient must contain exactly one @")
+    if not local or len(local) > MAX_LOCAL:
+        raise BadRecipient(f"Recipient local part must be 1-{MAX_LOCAL} characters")
+    if not domain or len(domain) > MAX_DOMAIN or "." in (domain[0], domain[-1]) \
+            or ".." in domain:
+        raise BadRecipient("Recipient domain is not valid")
+    return f"{local}@{domain.lower()}"
+
+
+def domain_of(recipient: str) -> str:
+    return recipient.rpartition("@")[2]
+
+
+def valid_list_id(value: str) -> bool:
+    """RFC 2919 list-id characters, 1-255 of them."""
+    return _LIST_ID.fullmatch(value) is not None

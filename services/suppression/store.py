@@ -1,0 +1,408 @@
+"""Every SQL statement of the suppression services, by hand, over asyncpg."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from services.suppression.model import COMPLIANCE, Entry, Record, Scope
+from services.suppression.recipient import domain_of
+from services.suppression.search import Filters, Search
+
+RECORD_COLUMNS = ("recipient, type, source, description, list_id, subaccount_id, created, "
+                  "updated, id")
+Output = Callable[[bytes], Coroutine[Any, Any, None]]
+KEY = "(account_id, recipient, subaccount_id, list_id, type)"
+NOTIFY_CHANNEL = "suppression_imports"
+STAGING_COLUMNS = ("line", "recipient", "list_id", "type", "domain", "description")
+
+
+def record_of(row: asyncpg.Record) -> Record:
+    return Record(**dict(row))
+
+
+class Where:
+    """A WHERE clause built from parameters, numbered as they are added."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.args: list[Any] = []
+
+    def add(self, template: str, *values: Any) -> None:
+        names = []
+        for value in values:
+            self.args.append(value)
+            names.append(f"${len(self.args)}")
+        self.parts.append(template.format(*names))
+
+    def sql(self) -> str:
+        return " AND ".join(self.parts) or "true"
+
+
+def scope_where(scope: Scope) -> Where:
+    where = Where()
+    where.add("account_id = {}", scope.account_id)
+    if scope.subaccount_id is not None:
+        where.add("subaccount_id = {}", scope.subaccount_id)
+    return where
+
+
+def filter_where(scope: Scope, f: Filters) -> Where:
+    where = scope_where(scope)
+    if f.updated_from is not None:
+        where.add("updated >= {}", f.updated_from)
+    if f.updated_to is not None:
+        where.add("updated <= {}", f.updated_to)
+    if f.domain:
+        where.add("domain = {}", f.domain)
+    if f.sources:
+        where.add("source = ANY({}::text[])", list(f.sources))
+    if f.types:
+        where.add("type = ANY({}::text[])", list(f.types))
+    if f.description:
+        if f.description_strict:
+            where.add("description = {}", f.description)
+        else:
+            escaped = (f.description.replace("\\", "\\\\").replace("%", "\\%")
+                       .replace("_", "\\_"))
+            where.add("description ILIKE {}", f"%{escaped}%")
+    if f.list_id is not None:
+        where.add("list_id = {}", f.list_id)
+    return where
+
+
+class Store:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @classmethod
+    async def connect(cls, dsn: str, min_size: int = 2, max_size: int = 10) -> Store:
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def ping(self) -> bool:
+        return bool(await self.pool.fetchval("SELECT true"))
+
+    # --- single entries -------------------------------------------------------------------
+
+    async def upsert(self, account_id: int, subaccount_id: int, entries: Sequence[Entry],
+                     *, refuse_compliance: bool = False) -> int:
+        """Insert or update entries; Compliance entries are never overwritten. With
+        refuse_compliance, nothing is written when one of them is Compliance and -1 is
+        returned. Otherwise the number of rows written."""
+        cols = ([e.recipient for e in entries], [e.list_id for e in entries],
+                [e.type for e in entries], [domain_of(e.recipient) for e in entries],
+                [e.source for e in entries], [e.description for e in entries])
+        async with self.pool.acquire() as conn, conn.transaction():
+            if refuse_compliance:
+                locked = await conn.fetchval(
+                    """SELECT count(*) FROM suppression.entries e
+                       JOIN unnest($3::text[], $4::text[], $5::text[]) AS u(r, l, t)
+                         ON e.recipient = u.r AND e.list_id = u.l AND e.type = u.t
+                       WHERE e.account_id = $1 AND e.subaccount_id = $2 AND e.source = $6""",
+                    account_id, subaccount_id, cols[0], cols[1], cols[2], COMPLIANCE)
+                if locked:
+                    return -1
+            status: str = await conn.execute(
+                f"""INSERT INTO suppression.entries AS e
+                        (account_id, subaccount_id, recipient, list_id, type, domain, source,
+                         description)
+                    SELECT $1, $2, u.r, u.l, u.t, u.d, u.s, u.x
+                    FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                                $8::text[]) AS u(r, l, t, d, s, x)
+                    ON CONFLICT {KEY} DO UPDATE
+                    SET source = EXCLUDED.source, description = EXCLUDED.description,
+                        updated = now()
+                    WHERE e.source <> '{COMPLIANCE}'""",
+                account_id, subaccount_id, *cols)
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def recipient_records(self, scope: Scope, recipient: str,
+                                types: Sequence[str] = ()) -> list[Record]:
+        rows = await self.pool.fetch(
+            f"""SELECT {RECORD_COLUMNS} FROM suppression.entries
+                WHERE account_id = $1 AND recipient = $2
+                  AND ($3::bigint IS NULL OR subaccount_id = $3)
+                  AND (cardinality($4::text[]) = 0 OR type = ANY($4::text[]))
+                ORDER BY subaccount_id, list_id, type""",
+            scope.account_id, recipient, scope.subaccount_id, list(types))
+        return [record_of(r) for r in rows]
+
+    async def delete(self, account_id: int, subaccount_id: int, recipient: str,
+                     types: Sequence[str], list_id: str | None) -> tuple[int, int]:
+        """Delete the matching entries unless one is Compliance.
+        Returns (matched, compliance): nothing is deleted when compliance > 0."""
+        row = await self.pool.fetchrow(
+            f"""WITH matched AS (
+                    SELECT recipient, subaccount_id, list_id, type, source
+                    FROM suppression.entries
+                    WHERE account_id = $1 AND recipient = $2 AND subaccount_id = $3
+                      AND type = ANY($4::text[]) AND ($5::text IS NULL OR list_id = $5)
+                    FOR UPDATE),
+                gone AS (
+                    DELETE FROM suppression.entries e USING matched m
+                    WHERE e.account_id = $1 AND e.recipient = m.recipient
+                      AND e.subaccount_id = m.subaccount_id AND e.list_id = m.list_id
+                      AND e.type = m.type
+                      AND NOT EXISTS (SELECT 1 FROM matched WHERE source = '{COMPLIANCE}')
+                    RETURNING 1)
+                SELECT (SELECT count(*) FROM matched) AS matched,
+                       (SELECT count(*) FROM matched WHERE source = '{COMPLIANCE}')
+                           AS compliance,
+                       (SELECT count(*) FROM gone) AS gone""",
+            account_id, recipient, subaccount_id, list(types), list_id)
+        assert row is not None
+        return int(row["matched"]), int(row["compliance"])
+
+    # --- the sending path -----------------------------------------------------------------
+
+    async def batch_lookup(self, scope: Scope, recipients: Sequence[str],
+                           types: Sequence[str], list_id: str | None) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            """SELECT recipient, type, list_id, subaccount_id, source
+               FROM suppression.entries
+               WHERE account_id = $1 AND recipient = ANY($2::text[])
+                 AND ($3::bigint IS NULL OR subaccount_id = $3)
+                 AND (cardinality($4::text[]) = 0 OR type = ANY($4::text[]))
+                 AND ($5::text IS NULL OR list_id IN ($5, ''))""",
+            scope.account_id, list(recipients), scope.subaccount_id, list(types), list_id)
+
+    # --- search and summary ---------------------------------------------------------------
+
+    async def search(self, scope: Scope, search: Search) -> tuple[list[Record], int, bool]:
+        """One page, the total of the filtered set, whether more follow."""
+        where = filter_where(scope, search.filters)
+        count_sql = f"SELECT count(*) FROM suppression.entries WHERE {where.sql()}"
+        count_args = list(where.args)
+        desc = not search.filters.ascending
+        cursor = search.cursor
+        if cursor is not None:
+            where.add("(updated, id) < ({}, {})" if desc else "(updated, id) > ({}, {})",
+                      cursor.updated, cursor.id)
+        order = "updated DESC, id DESC" if desc else "updated, id"
+        page_sql = (f"SELECT {RECORD_COLUMNS} FROM suppression.entries WHERE {where.sql()} "
+                    f"ORDER BY {order} LIMIT {search.per_page + 1} OFFSET {search.offset}")
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
+                                                                 readonly=True):
+            rows = await conn.fetch(page_sql, *where.args)
+            if cursor is not None:
+                total = cursor.total
+            else:
+                total = int(await conn.fetchval(count_sql, *count_args))
+        more = len(rows) > search.per_page
+        return [record_of(r) for r in rows[: search.per_page]], total, more
+
+    async def summary(self, scope: Scope) -> dict[str, int]:
+        where = scope_where(scope)
+        rows = await self.pool.fetch(
+            f"SELECT source, count(*) AS n FROM suppression.entries WHERE {where.sql()} "
+            "GROUP BY source", *where.args)
+        return {r["source"]: int(r["n"]) for r in rows}
+
+    # --- export -------------------------------------------------------------------------------
+
+    async def export(self, scope: Scope, filters: Filters, fmt: str, ordered: bool,
+                     output: Output) -> None:
+        """COPY the filtered set out in one REPEATABLE READ snapshot; `output` gets chunks."""
+        where = filter_where(scope, filters)
+        order = ""
+        if ordered:
+            order = "ORDER BY updated" + ("" if filters.ascending else " DESC")
+            order += ", id" + ("" if filters.ascending else " DESC")
+        stamp = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"+00:00\"')"
+        if fmt == "csv":
+            safe = "suppression.csv_safe({})"
+            select = (f"SELECT {safe.format('recipient')} AS recipient, type, source, "
+                      f"{safe.format('description')} AS description, list_id, subaccount_id, "
+                      f"{stamp.format('created')} AS created, {stamp.format('updated')} AS updated"
+                      f" FROM suppression.entries WHERE {where.sql()} {order}")
+            quote, delimiter, header = '"', ",", True
+        else:
+            select = (f"SELECT json_build_object('recipient', recipient, 'type', type, "
+                      f"'source', source, 'description', description, "
+                      f"'list_id', NULLIF(list_id, ''), 'subaccount_id', subaccount_id, "
+                      f"'created', {stamp.format('created')}, "
+                      f"'updated', {stamp.format('updated')})::text "
+                      f"FROM suppression.entries WHERE {where.sql()} {order}")
+            # JSON text never holds raw control characters, so CSV mode with \x01 as the
+            # quote and \x02 as the delimiter writes each object as it is, one a line.
+            quote, delimiter, header = "\x01", "\x02", False
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
+                                                                 readonly=True):
+            await conn.copy_from_query(select, *where.args, output=output, format="csv",
+                                       header=header, quote=quote, delimiter=delimiter)
+
+    # --- import jobs -------------------------------------------------------------------------
+
+    async def create_job(self, scope: Scope, fmt: str) -> int:
+        return int(await self.pool.fetchval(
+            """INSERT INTO suppression.import_jobs (account_id, subaccount_id, format)
+               VALUES ($1, $2, $3) RETURNING id""",
+            scope.account_id, scope.write_subaccount, fmt))
+
+    async def add_chunk(self, job_id: int, seq: int, data: bytes) -> None:
+        await self.pool.execute(
+            "INSERT INTO suppression.import_chunks (job_id, seq, data) VALUES ($1, $2, $3)",
+            job_id, seq, data)
+
+    async def queue_job(self, job_id: int, bytes_total: int) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """UPDATE suppression.import_jobs
+                   SET state = 'queued', queued = now(), bytes_total = $2 WHERE id = $1""",
+                job_id, bytes_total)
+            await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+
+    async def fail_job(self, job_id: int, error: str) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """UPDATE suppression.import_jobs
+                   SET state = 'failed', error = $2, finished = now(), lease_until = NULL
+                   WHERE id = $1""", job_id, error)
+            await conn.execute("DELETE FROM suppression.import_chunks WHERE job_id = $1",
+                               job_id)
+
+    async def job(self, scope: Scope, job_id: int) -> dict[str, Any] | None:
+        where = scope_where(scope)
+        where.add("id = {}", job_id)
+        row = await self.pool.fetchrow(
+            f"SELECT * FROM suppression.import_jobs WHERE {where.sql()}", *where.args)
+        return None if row is None else dict(row)
+
+    async def jobs(self, scope: Scope, limit: int) -> list[dict[str, Any]]:
+        where = scope_where(scope)
+        rows = await self.pool.fetch(
+            f"SELECT * FROM suppression.import_jobs WHERE {where.sql()} "
+            f"ORDER BY id DESC LIMIT {int(limit)}", *where.args)
+        return [dict(r) for r in rows]
+
+    async def export_rejects(self, job_id: int,
+                             output: Output) -> None:
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
+                                                                 readonly=True):
+            await conn.copy_from_query(
+                "SELECT line, reason, suppression.csv_safe(raw) AS row "
+                "FROM suppression.import_rejects WHERE job_id = $1 ORDER BY line",
+                job_id, output=output, format="csv", header=True)
+
+
+class JobStore:
+    """The worker's side of the queue, on one dedicated connection."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def claim(self, lease_seconds: int) -> dict[str, Any] | None:
+        """Take the oldest runnable job: queued, or running with a lapsed lease (its worker
+        died), and no older unfinished job of the same account (an account's jobs run in
+        order, one at a time)."""
+        async with self.conn.transaction():
+            row = await self.conn.fetchrow(
+                """UPDATE suppression.import_jobs j
+                   SET state = 'running', attempts = attempts + 1, started = now(),
+                       lease_until = now() + make_interval(secs => $1),
+                       rows_read = 0, rows_written = 0, rows_rejected = 0, bytes_read = 0
+                   WHERE j.id = (
+                       SELECT c.id FROM suppression.import_jobs c
+                       WHERE (c.state = 'queued'
+                              OR (c.state = 'running' AND c.lease_until < now()))
+                         AND NOT EXISTS (
+                             SELECT 1 FROM suppression.import_jobs o
+                             WHERE o.account_id = c.account_id AND o.id < c.id
+                               AND o.state IN ('queued', 'running'))
+                       ORDER BY c.id
+                       FOR UPDATE SKIP LOCKED
+                       LIMIT 1)
+                   RETURNING *""", float(lease_seconds))
+            if row is None:
+                return None
+            await self.conn.execute(
+                "DELETE FROM suppression.import_rejects WHERE job_id = $1", row["id"])
+        return dict(row)
+
+    async def chunks(self, job_id: int, batch: int = 4) -> AsyncGenerator[bytes, None]:
+        seq = -1
+        while True:
+            rows = await self.conn.fetch(
+                """SELECT seq, data FROM suppression.import_chunks
+                   WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3""",
+                job_id, seq, batch)
+            if not rows:
+                return
+            for row in rows:
+                seq = row["seq"]
+                yield bytes(row["data"])
+
+    async def ensure_staging(self) -> None:
+        await self.conn.execute(
+            """CREATE TEMP TABLE IF NOT EXISTS import_staging (
+                   line bigint, recipient text, list_id text, type text, domain text,
+                   description text)""")
+
+    async def merge(self, job: dict[str, Any], rows: Sequence[tuple[Any, ...]],
+                    rejects: Sequence[tuple[int, str, str]], progress: dict[str, int],
+                    lease_seconds: int) -> None:
+        """One batch, in one transaction: stage by COPY, merge, record rejects and progress.
+        Unchanged rows are not rewritten, so a re-run converges without churn."""
+        async with self.conn.transaction():
+            if rows:
+                await self.conn.copy_records_to_table(
+                    "import_staging", records=rows, columns=STAGING_COLUMNS)
+                await self.conn.execute(
+                    f"""INSERT INTO suppression.entries AS e
+                            (account_id, subaccount_id, recipient, list_id, type, domain,
+                             source, description)
+                        SELECT DISTINCT ON (recipient, list_id, type)
+                               $1::bigint, $2::bigint, recipient, list_id, type, domain,
+                               'Manually Added', description
+                        FROM import_staging
+                        ORDER BY recipient, list_id, type, line DESC
+                        ON CONFLICT {KEY} DO UPDATE
+                        SET source = EXCLUDED.source, description = EXCLUDED.description,
+                            updated = now()
+                        WHERE e.source <> '{COMPLIANCE}'
+                          AND (e.source, e.description)
+                              IS DISTINCT FROM (EXCLUDED.source, EXCLUDED.description)""",
+                    job["account_id"], job["subaccount_id"])
+                await self.conn.execute("TRUNCATE import_staging")
+            if rejects:
+                await self.conn.copy_records_to_table(
+                    "import_rejects", schema_name="suppression",
+                    records=[(job["id"], *r) for r in rejects],
+                    columns=("job_id", "line", "reason", "raw"))
+            await self.conn.execute(
+                """UPDATE suppression.import_jobs
+                   SET bytes_read = $2, rows_read = $3, rows_written = $4, rows_rejected = $5,
+                       lease_until = now() + make_interval(secs => $6)
+                   WHERE id = $1""",
+                job["id"], progress["bytes_read"], progress["rows_read"],
+                progress["rows_written"], progress["rows_rejected"], float(lease_seconds))
+
+    async def finish(self, job_id: int, error: str | None) -> None:
+        async with self.conn.transaction():
+            await self.conn.execute(
+                """UPDATE suppression.import_jobs
+                   SET state = $2, error = $3, finished = now(), lease_until = NULL
+                   WHERE id = $1""", job_id, "failed" if error else "done", error)
+            await self.conn.execute("DELETE FROM suppression.import_chunks WHERE job_id = $1",
+                                    job_id)
+
+
+@asynccontextmanager
+async def connection(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))

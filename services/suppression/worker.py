@@ -1,0 +1,110 @@
+"""Import workers: take jobs from the queue in PostgreSQL and merge their rows in batches.
+
+While PostgreSQL merges one batch, the worker parses the next (two connections: one reads
+the stored chunks, one stages and merges), so the two CPUs' worth of work overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+import asyncpg
+
+from portcullis.errors import APIError
+from services.suppression.config import Config
+from services.suppression.imports import LineBuffer, RowReader
+from services.suppression.store import NOTIFY_CHANNEL, JobStore
+
+log = logging.getLogger("suppression.worker")
+FILL_BYTES = 4 << 20  # keep this much of the file decoded ahead of the parser
+IDLE_POLL = 1.0  # seconds between polls when no notification arrives
+
+
+async def process(job: dict[str, Any], jobs: JobStore, reader_conn: asyncpg.Connection,
+                  config: Config) -> None:
+    source = JobStore(reader_conn).chunks(job["id"])
+    buffer = LineBuffer()
+    rows_reader = RowReader(job["format"], buffer)
+    progress = {"bytes_read": 0, "rows_read": 0, "rows_written": 0, "rows_rejected": 0}
+    pending: asyncio.Task[None] | None = None
+    exhausted = False
+    try:
+        while not exhausted:
+            while not buffer.eof and buffer.buffered < FILL_BYTES:
+                chunk = await anext(source, None)
+                if chunk is None:
+                    buffer.close()
+                else:
+                    buffer.feed(chunk)
+            rows, rejects, exhausted = rows_reader.take(config.import_batch_rows)
+            if pending is not None:
+                await pending
+            progress["rows_read"] = rows_reader.rows_read
+            progress["rows_rejected"] += len(rejects)
+            progress["rows_written"] = progress["rows_read"] - progress["rows_rejected"]
+            progress["bytes_read"] = buffer.fed if exhausted else buffer.consumed
+            pending = asyncio.create_task(
+                jobs.merge(job, rows, rejects, dict(progress), config.import_lease_seconds))
+        if pending is not None:
+            await pending
+            pending = None
+    finally:
+        if pending is not None:
+            pending.cancel()
+        await source.aclose()
+
+
+async def run_one(config: Config, jobs: JobStore, reader_conn: asyncpg.Connection) -> bool:
+    """Claim and run one job; False when none was waiting."""
+    job = await jobs.claim(config.import_lease_seconds)
+    if job is None:
+        return False
+    log.info("import %s: account %s, %s", job["id"], job["account_id"], job["format"])
+    try:
+        await process(job, jobs, reader_conn, config)
+    except APIError as exc:
+        await jobs.finish(job["id"], exc.entries[0]["message"])
+    except (asyncpg.PostgresError, ValueError, UnicodeError) as exc:
+        log.exception("import %s failed", job["id"])
+        await jobs.finish(job["id"], f"{type(exc).__name__}: {exc}")
+    else:
+        await jobs.finish(job["id"], None)
+    return True
+
+
+async def run(config: Config, stop: asyncio.Event) -> None:
+    wake = asyncio.Event()
+    conn = await asyncpg.connect(config.database_url)
+    reader_conn = await asyncpg.connect(config.database_url)
+    listener = await asyncpg.connect(config.database_url)
+    await listener.add_listener(NOTIFY_CHANNEL, lambda *_: wake.set())
+    jobs = JobStore(conn)
+    await jobs.ensure_staging()
+    try:
+        while not stop.is_set():
+            if await run_one(config, jobs, reader_conn):
+                continue
+            wake.clear()
+            waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
+            await asyncio.wait(waiters, timeout=IDLE_POLL, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+    finally:
+        for c in (listener, reader_conn, conn):
+            await c.close()
+
+
+def main(config: Config) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run(config, stop)
+
+    asyncio.run(runner())
