@@ -92,6 +92,7 @@ def create_app(config: Config, store: Store | None = None) -> Starlette:
         tasks = [asyncio.create_task(runtime.events.sweep_expiries(
             active, config.expiry_sweep_interval))]
         if redis is not None:
+            await runtime.events.subscribe()
             tasks.append(asyncio.create_task(runtime.events.listen()))
         try:
             yield

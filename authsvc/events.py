@@ -21,6 +21,7 @@ class RevocationEvents:
     def __init__(self, redis: Any = None) -> None:
         self.redis = redis
         self.listeners: list[Callable[[str], None]] = []
+        self._pubsub: Any = None
 
     async def publish(self, key_id: str, seq: int, reason: str) -> None:
         if self.redis is None:
@@ -35,14 +36,29 @@ class RevocationEvents:
         for listener in self.listeners:
             listener(key_id)
 
+    async def subscribe(self) -> None:
+        """Subscribe before serving, so no event published after start-up is missed."""
+        if self.redis is None:
+            return
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(CHANNEL)
+            self._pubsub = pubsub
+        except Exception as exc:
+            log.warning("revocation listener cannot reach Redis yet: %s", exc)
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
     async def listen(self) -> None:
         """Forget keys other instances revoked; reconnects until cancelled."""
         if self.redis is None:
             return
         while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            pubsub, self._pubsub = self._pubsub, None
             try:
-                await pubsub.subscribe(CHANNEL)
+                if pubsub is None:
+                    pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                    await pubsub.subscribe(CHANNEL)
                 async for message in pubsub.listen():
                     with contextlib.suppress(ValueError, KeyError, TypeError):
                         self.notify(str(json.loads(message["data"])["key_id"]))
@@ -52,8 +68,9 @@ class RevocationEvents:
                 log.warning("revocation listener lost Redis: %s", exc)
                 await asyncio.sleep(1.0)
             finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
 
     async def sweep_expiries(self, store: Store, interval: float) -> None:
         """Log and announce keys as they expire (each once, whichever instance sees it)."""

@@ -1,0 +1,224 @@
+"""Key lifecycle: networks, expiry, revocation, rotation; events and the revocation log;
+failed authentications counted per client address."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from authsvc.events import CHANNEL
+from tests.authsvc.conftest import Api, base_config, running, unique
+
+GRANTS = ["suppression_lists/manage"]
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Poll `check` until it holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def revocation_events(redis_url: str) -> AsyncIterator[list[dict[str, Any]]]:
+    """Every message published on the revocation channel while the test runs."""
+    client = aioredis.Redis.from_url(redis_url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(CHANNEL)
+    seen: list[dict[str, Any]] = []
+
+    async def pump() -> None:
+        async for message in pubsub.listen():
+            seen.append(json.loads(message["data"]))
+
+    task = asyncio.create_task(pump())
+    yield seen
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await pubsub.aclose()
+    await client.aclose()
+
+
+async def status_of(api: Api, key: str, **kw: Any) -> tuple[int, str | None]:
+    r = await api.authorize(key, **kw)
+    return r.status_code, r.json().get("reason")
+
+
+@pytest.mark.parametrize(("client_ip", "allowed"), [
+    ("10.1.2.3", True),
+    ("10.255.255.255", True),
+    ("192.0.2.7", True),
+    ("2001:db8::1", True),
+    ("::ffff:10.0.0.1", True),
+    ("192.0.2.8", False),
+    ("11.0.0.1", False),
+    ("2001:db9::1", False),
+    (None, False),
+    ("not-an-address", False),
+])
+async def test_a_key_with_valid_ips_is_refused_from_other_addresses(
+        api: Api, client_ip: str | None, allowed: bool) -> None:
+    account = await api.account()
+    key = await api.key(account, GRANTS, valid_ips=["10.0.0.0/8", "192.0.2.7",
+                                                   "2001:db8::/32"])
+    code, reason = await status_of(api, key["key"], client_ip=client_ip)
+    assert (code, reason) == ((200, None) if allowed else (403, "ip_not_allowed"))
+
+
+@pytest.mark.parametrize("body", [
+    {"grants": GRANTS, "valid_ips": ["10.0.0.0/33"]},
+    {"grants": GRANTS, "valid_ips": "10.0.0.0/8"},
+    {"grants": GRANTS, "expires_at": "tomorrow"},
+    {"grants": []},
+    {"grants": ["no-slash"]},
+    {"grants": GRANTS, "label": ""},
+])
+async def test_a_key_with_bad_fields_is_not_created(api: Api, body: dict[str, Any]) -> None:
+    account = await api.account()
+    r = await api.admin("POST", "/admin/keys", {"account_id": account, "label": "x", **body})
+    assert r.status_code == 400, r.text
+    assert r.json()["errors"][0]["code"] == "1400"
+
+
+async def test_an_expired_key_is_refused_as_expired(api: Api) -> None:
+    account = await api.account()
+    past = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
+    key = await api.key(account, GRANTS, expires_at=past)
+    assert await status_of(api, key["key"]) == (401, "key_expired")
+
+
+async def test_a_key_expiring_soon_gets_a_short_decision_ttl_then_expires_with_an_event(
+        api: Api, revocation_events: list[dict[str, Any]]) -> None:
+    account = await api.account()
+    soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    key = await api.key(account, GRANTS, expires_at=soon)
+    r = await api.authorize(key["key"])
+    assert r.status_code == 200 and r.json()["ttl"] <= 2
+
+    async def expired() -> bool:
+        return await status_of(api, key["key"]) == (401, "key_expired")
+
+    await until(expired)
+
+    async def announced() -> bool:
+        return any(e["key_id"] == key["id"] and e["reason"] == "expired"
+                   for e in revocation_events)
+
+    await until(announced)
+
+
+async def test_a_revoked_key_is_refused_at_once_logged_and_announced(
+        api: Api, revocation_events: list[dict[str, Any]]) -> None:
+    account = await api.account()
+    key = await api.key(account, GRANTS)
+    before = (await api.client.get(api.base + "/v1/revocations?since=0")).json()["seq"]
+    assert (await status_of(api, key["key"]))[0] == 200  # now in the key cache
+    assert (await api.admin("DELETE", f"/admin/keys/{key['id']}")).status_code == 204
+    assert await status_of(api, key["key"]) == (401, "key_revoked")
+    log = (await api.client.get(api.base + f"/v1/revocations?since={before}")).json()
+    assert key["id"] in log["key_ids"] and log["seq"] > before
+
+    async def announced() -> bool:
+        return any(e == {"key_id": key["id"], "seq": e["seq"], "reason": "revoked"}
+                   for e in revocation_events)
+
+    await until(announced)
+    # revoking again changes nothing and is not an error
+    assert (await api.admin("DELETE", f"/admin/keys/{key['id']}")).status_code == 204
+
+
+async def test_revoking_an_unknown_key_is_a_404(api: Api) -> None:
+    r = await api.admin("DELETE", "/admin/keys/k_doesnotexist")
+    assert r.status_code == 404
+
+
+async def test_the_revocation_log_answers_the_latest_seq_when_nothing_is_new(api: Api) -> None:
+    latest = (await api.client.get(api.base + "/v1/revocations?since=0")).json()["seq"]
+    r = await api.client.get(api.base + f"/v1/revocations?since={latest}")
+    assert r.json() == {"seq": latest, "key_ids": []}
+    assert (await api.client.get(api.base + "/v1/revocations?since=x")).status_code == 400
+
+
+async def test_a_rotated_key_gives_a_new_key_and_the_old_one_works_for_the_grace_period(
+        api: Api, revocation_events: list[dict[str, Any]]) -> None:
+    account = await api.account()
+    old = await api.key(account, GRANTS, valid_ips=["127.0.0.0/8"])
+    r = await api.admin("POST", f"/admin/keys/{old['id']}/rotate", {"grace_seconds": 60})
+    assert r.status_code == 201, r.text
+    new = r.json()["results"]
+    assert new["key"] != old["key"] and new["id"] != old["id"]
+    assert (new["grants"], new["valid_ips"]) == (old["grants"], old["valid_ips"])
+    ok_new = await api.authorize(new["key"])
+    ok_old = await api.authorize(old["key"])
+    assert ok_new.status_code == 200 and ok_old.status_code == 200
+    assert ok_old.json()["ttl"] <= 60
+    again = await api.admin("POST", f"/admin/keys/{old['id']}/rotate", {})
+    assert again.status_code == 409
+
+    async def announced() -> bool:
+        return any(e["key_id"] == old["id"] and e["reason"] == "rotated"
+                   for e in revocation_events)
+
+    await until(announced)
+
+
+async def test_a_key_rotated_without_grace_stops_working_at_once(api: Api) -> None:
+    account = await api.account()
+    old = await api.key(account, GRANTS)
+    r = await api.admin("POST", f"/admin/keys/{old['id']}/rotate", {"grace_seconds": 0})
+    assert r.status_code == 201
+    assert await status_of(api, old["key"]) == (401, "key_expired")
+    assert (await status_of(api, r.json()["results"]["key"]))[0] == 200
+
+
+async def test_failed_authentications_are_counted_per_client_address(
+        api: Api, pg_dsn: str, redis_url: str) -> None:
+    # A window of ~30 years: the test never straddles two windows.
+    config = base_config(pg_dsn, redis_url=redis_url, failure_window=10**9)
+    async with running(config) as service:
+        await count_failures(service)
+
+
+async def count_failures(api: Api) -> None:
+    address = f"198.51.100.{int(time.time() * 1000) % 250 + 1}"
+    other = unique("203.0.113.9")
+    account = await api.account()
+    key = await api.key(account, ["suppression_lists/view"])
+    counts = []
+    for _ in range(3):
+        r = await api.authorize("0" * 40, client_ip=address)
+        counts.append((r.json()["failed_attempts"], r.headers["x-auth-failures"]))
+    start = counts[0][0]
+    assert counts == [(start + i, str(start + i)) for i in range(3)]
+    # a valid key, or a 403, counts nothing; another address has its own count
+    assert (await api.authorize(key["key"], client_ip=address)).status_code == 200
+    forbidden = await api.authorize(key["key"], "DELETE", client_ip=address)
+    assert forbidden.status_code == 403 and "failed_attempts" not in forbidden.json()
+    r = await api.authorize("0" * 40, client_ip=address)
+    assert r.json()["failed_attempts"] == start + 3
+    r = await api.authorize("0" * 40, client_ip=other)
+    assert r.json()["failed_attempts"] == 1
+
+
+async def test_a_key_revoked_on_one_instance_is_refused_by_another_through_the_event(
+        api: Api, pg_dsn: str, redis_url: str) -> None:
+    # The second instance caches keys for an hour: only the event can make it forget.
+    config = base_config(pg_dsn, redis_url=redis_url, key_cache_ttl=3600.0)
+    async with running(config) as other:
+        account = await api.account()
+        key = await api.key(account, GRANTS)
+        assert (await status_of(other, key["key"]))[0] == 200
+        assert (await api.admin("DELETE", f"/admin/keys/{key['id']}")).status_code == 204
+
+        async def refused() -> bool:
+            return await status_of(other, key["key"]) == (401, "key_revoked")
+
+        await until(refused)
