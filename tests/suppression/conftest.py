@@ -75,7 +75,7 @@ class Api:
                    json: Any = None, content: bytes | None = None,
                    headers: dict[str, str] | None = None, role: str | None = None,
                    sign_uri: str | None = None) -> httpx.Response:
-        uri = path + (f"?{urlencode(params)}" if params is not None else "")
+        uri = path + (f"?{urlencode(params)}" if params else "")
         raw = httpx.URL("http://suppression.test" + uri).raw_path.decode()
         sent = signed_headers(SECRET, method, sign_uri or raw, account_id=self.account_id,
                               subaccount_id=self.subaccount_id,
