@@ -28,7 +28,7 @@ LOCK_KEY = 0x706F7274  # "port"
 
 
 def migration_files(folder: Path) -> list[tuple[int, str, Path]]:
-    found = []
+    found: list[tuple[int, str, Path]] = []
     if not folder.is_dir():
         return found
     for path in sorted(folder.iterdir()):

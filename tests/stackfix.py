@@ -1,1 +1,139 @@
+"""The full stack (nginx gateway, auth service, suppression services, control plane) on
+ephemeral ports, started once per test session with the same code `make run` uses.
 
+Each test that drives the gateway gets its error log checked afterwards: any `[error]`,
+`[crit]`, `[alert]` or `[emerg]` line fails the test unless the test names it with
+`@pytest.mark.gateway_errors("regex", ...)`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.stack import PORTS, Stack, StackSettings
+from portcullis.pgcluster import Cluster
+from portcullis.procs import Proc, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+BAD_LOG = re.compile(r"\[(error|crit|alert|emerg)\]")
+_names = itertools.count(1)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{next(_names)}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Tenant:
+    """An account with one key; more keys and subaccounts on demand."""
+
+    stack: Stack
+    account_id: int
+    key: str
+
+    def new_key(self, grants: list[str], subaccount_id: int | None = None,
+                **extra: Any) -> str:
+        return str(self.stack.create_key(self.account_id, grants, subaccount_id,
+                                         **extra)["key"])
+
+    def subaccount(self) -> int:
+        return self.stack.create_subaccount(self.account_id, unique("sub"))
+
+
+@pytest.fixture(scope="session")
+def stack(workdir: Path, pg_cluster: Cluster, redis_url: str) -> Iterator[Stack]:
+    ports = {name: free_port() for name in PORTS}
+    settings = StackSettings(var=workdir / "stack", ports=ports,
+                             database_url=pg_cluster.dsn, redis_url=redis_url,
+                             gateway_workers=2, auth_stale_ttl=3,
+                             gateway={"failed_auth_limit": {"limit": 100000, "window": 1}})
+    st = Stack(settings)
+    try:
+        st.start(say=lambda *_: None)
+    except Exception:
+        st.stop()
+        raise
+    yield st
+    st.stop()
+
+
+@pytest.fixture(scope="session")
+def gw(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.gateway_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def tenant(stack: Stack) -> Tenant:
+    """A fresh account whose key may manage suppression lists."""
+    account = stack.create_account(unique("acct"))
+    key = stack.create_key(account, ["suppression_lists/manage"])["key"]
+    return Tenant(stack, account, str(key))
+
+
+@pytest.fixture
+def make_tenant(stack: Stack) -> Any:
+    def make(grants: list[str] | None = None) -> Tenant:
+        account = stack.create_account(unique("acct"))
+        key = stack.create_key(account, grants or ["suppression_lists/manage"])["key"]
+        return Tenant(stack, account, str(key))
+
+    return make
+
+
+@pytest.fixture
+def upstream_factory(stack: Stack) -> Iterator[Any]:
+    """Start throwaway echo upstreams (tests/echo_upstream.py); stopped after the test."""
+    started: list[Proc] = []
+
+    def start(name: str = "echo", html_errors: bool = False) -> tuple[Proc, str]:
+        port = free_port()
+        argv = [sys.executable, "-m", "tests.echo_upstream", "--port", str(port),
+                "--name", name, "--secret", stack.signing_secret]
+        if html_errors:
+            argv.append("--html-errors")
+        proc = Proc(f"echo-{name}", argv, stack.logs / f"echo-{name}-{port}.log", cwd=ROOT)
+        proc.start()
+        proc.wait_http(f"http://127.0.0.1:{port}/healthz", 30)
+        started.append(proc)
+        return proc, f"127.0.0.1:{port}"
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+def _log_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+@pytest.fixture(autouse=True)
+def gateway_error_log(request: pytest.FixtureRequest) -> Iterator[None]:
+    if "stack" not in request.fixturenames:
+        yield
+        return
+    st: Stack = request.getfixturevalue("stack")
+    log = st.gateway_prefix / "logs" / "error.log"
+    start = _log_size(log)
+    yield
+    marker = request.node.get_closest_marker("gateway_errors")
+    allowed = [re.compile(p) for p in (marker.args if marker else ())]
+    with open(log, errors="replace") as f:
+        f.seek(start)
+        new = f.read()
+    bad = [line for line in new.splitlines()
+           if BAD_LOG.search(line) and not any(p.search(line) for p in allowed)]
+    assert not bad, "unexpected lines in the gateway's error log:\n" + "\n".join(bad[:20])

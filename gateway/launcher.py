@@ -1,0 +1,122 @@
+"""`make run`: start the whole stack in the foreground; Ctrl-C or SIGTERM stops it all."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import FrameType
+
+from gateway.stack import ROOT, Stack, StackSettings, ports_from_env
+from portcullis.procs import StartError
+
+DEMO_GRANTS = ["suppression_lists/manage", "suppression_lists/view", "api_keys/manage"]
+
+
+def demo_key_works(stack: Stack, key: str) -> bool:
+    body = json.dumps({"resource": "suppression_lists", "method": "PUT", "token": key,
+                       "subaccount": None, "client_ip": "127.0.0.1", "grants": None}).encode()
+    req = urllib.request.Request(stack.url("auth") + "/v1/authorize", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return int(resp.status) == 200
+    except urllib.error.HTTPError:
+        return False
+
+
+def ensure_demo_key(stack: Stack) -> str:
+    path = stack.var / "demo-api-key"
+    if path.exists():
+        key = path.read_text().strip()
+        if key and demo_key_works(stack, key):
+            return key
+    account = stack.create_account("demo")
+    key = str(stack.create_key(account, DEMO_GRANTS, label="demo")["key"])
+    path.write_text(key + "\n")
+    os.chmod(path, 0o600)
+    return key
+
+
+class Stop(Exception):
+    pass
+
+
+def on_signal(signum: int, frame: FrameType | None) -> None:
+    raise Stop(signal.Signals(signum).name)
+
+
+def run(var: Path) -> int:
+    settings = StackSettings(var=var, ports=ports_from_env(),
+                             database_url=os.environ.get("DATABASE_URL") or None,
+                             redis_url=os.environ.get("REDIS_URL") or None)
+    stack = Stack(settings)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        stack.start()
+        key = ensure_demo_key(stack)
+        (var / "admin-token").write_text(stack.admin_token + "\n")
+        print(f"""
+Portcullis is running ({stack.flavor.name} gateway).
+  gateway        {stack.gateway_url}          (public API, e.g. /api/v1/suppression-list)
+  metrics        {stack.url('metrics')}/metrics
+  control plane  {stack.url('control')}           (admin token in var/admin-token)
+  auth service   {stack.url('auth')}
+  lookup / list  {stack.url('lookup')} / {stack.url('list')}
+  database       {stack.dsn}
+  redis          {stack.redis_url or 'none (limits are per gateway node)'}
+  logs           {stack.logs}/
+
+Demo API key (suppression_lists/manage), also in var/demo-api-key:
+  {key}
+
+Try:
+  curl -X PUT -H "Authorization: $(cat var/demo-api-key)" -H 'Content-Type: application/json' \\
+    -d '{{"type":"non_transactional","description":"demo"}}' \\
+    {stack.gateway_url}/api/v1/suppression-list/jane@example.com
+  curl -H "Authorization: $(cat var/demo-api-key)" \\
+    {stack.gateway_url}/api/v1/suppression-list/jane@example.com
+
+Ctrl-C stops everything.""", flush=True)
+        while True:
+            for name, proc in stack.procs.items():
+                if not proc.alive():
+                    raise StartError(f"{name} exited unexpectedly; end of {proc.log}:\n"
+                                     + _tail(proc.log))
+            time.sleep(0.5)
+    except Stop as why:
+        print(f"\n{why}: stopping...", flush=True)
+        return 0
+    except StartError as err:
+        print(f"\nFAILED: {err}\nstopping what was started...", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stack.stop()
+        print("stopped.", flush=True)
+
+
+def _tail(path: Path) -> str:
+    from portcullis.procs import tail
+
+    return tail(path)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m gateway.launcher")
+    parser.add_argument("command", choices=["run"])
+    parser.add_argument("--var", type=Path, default=ROOT / "var")
+    args = parser.parse_args()
+    return run(args.var.resolve())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

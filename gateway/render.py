@@ -1,0 +1,125 @@
+"""Render the top-level nginx.conf for the nginx we have: Debian's nginx with
+lua-nginx-module, or OpenResty when `openresty` is on PATH. Only the {{placeholders}} differ."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "nginx.conf"
+PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
+
+
+@dataclass(frozen=True)
+class Flavor:
+    name: str
+    binary: str
+    load_modules: str
+    lua_path: str
+    lua_cpath: str
+    redis_module: str
+
+
+def detect() -> Flavor:
+    lua_dir = ROOT / "lua"
+    if openresty := shutil.which("openresty"):
+        return Flavor("openresty", openresty, "", f"{lua_dir}/?.lua;;", ";;", "resty.redis")
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    modules = Path("/usr/lib/nginx/modules")
+    lines = [f"load_module {modules / m};" for m in
+             ("ndk_http_module.so", "ngx_http_lua_module.so") if (modules / m).exists()]
+    cpaths = sorted(glob.glob("/usr/lib/*/lua/5.1")) or ["/usr/local/lib/lua/5.1"]
+    return Flavor(
+        "nginx",
+        binary,
+        "\n".join(lines),
+        f"{lua_dir}/?.lua;/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua;;",
+        ";".join(f"{p}/?.so" for p in cpaths) + ";;",
+        "nginx.redis",
+    )
+
+
+def render(template: str, values: dict[str, str]) -> str:
+    missing = sorted({m for m in PLACEHOLDER.findall(template) if m not in values})
+    if missing:
+        raise KeyError(f"nginx.conf placeholders without a value: {', '.join(missing)}")
+    return PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+@dataclass
+class GatewaySettings:
+    prefix: Path
+    listen: str
+    metrics_listen: str
+    control_url: str
+    authsvc_addr: str
+    admin_token: str
+    signing_secret: str
+    redis_url: str | None = None
+    workers: int | str = "auto"
+    log_level: str = "info"
+    access_log: bool = True
+    poll_interval: float = 0.5
+    auth_stale_ttl: int = 60
+    reuseport: bool = False
+    # Per client address: failed authentications, and requests to routes without auth.
+    failed_auth_limit: dict[str, int] | None = field(
+        default_factory=lambda: {"limit": 120, "window": 60, "burst": 60})
+    anonymous_limit: dict[str, int] | None = field(
+        default_factory=lambda: {"limit": 100, "window": 1, "burst": 200})
+
+
+def write_config(settings: GatewaySettings, flavor: Flavor | None = None) -> Path:
+    """Write nginx.conf and gateway.json into the prefix; return the nginx.conf path."""
+    flavor = flavor or detect()
+    prefix = settings.prefix
+    for sub in ("logs", "tmp", "state"):
+        (prefix / sub).mkdir(parents=True, exist_ok=True)
+    root = os.geteuid() == 0
+    if root:
+        # Workers run as nobody: they write the kept route table and temp files.
+        import pwd
+
+        nobody = pwd.getpwnam("nobody")
+        for sub in ("tmp", "state"):
+            os.chown(prefix / sub, nobody.pw_uid, nobody.pw_gid)
+    gw_conf = {
+        "control_url": settings.control_url,
+        "admin_token": settings.admin_token,
+        "signing_secret": settings.signing_secret,
+        "state_dir": str(prefix / "state"),
+        "redis_url": settings.redis_url,
+        "redis_module": flavor.redis_module,
+        "poll_interval": settings.poll_interval,
+        "auth_stale_ttl": settings.auth_stale_ttl,
+        "authsvc_url": f"http://{settings.authsvc_addr}",
+        "failed_auth_limit": settings.failed_auth_limit,
+        "anonymous_limit": settings.anonymous_limit,
+    }
+    config_path = prefix / "gateway.json"
+    config_path.write_text(json.dumps(gw_conf, indent=2))
+    os.chmod(config_path, 0o600)  # read by the master only
+    values = {
+        "load_modules": flavor.load_modules,
+        "user": "user nobody nogroup;" if root else "",
+        "workers": str(settings.workers),
+        "prefix": str(prefix),
+        "log_level": settings.log_level,
+        "lua_path": flavor.lua_path,
+        "lua_cpath": flavor.lua_cpath,
+        "config_path": str(config_path),
+        "access_log": f"{prefix}/logs/access.log gw_json" if settings.access_log else "off",
+        "authsvc_addr": settings.authsvc_addr,
+        "listen": settings.listen,
+        "reuseport": " reuseport" if settings.reuseport else "",
+        "metrics_listen": settings.metrics_listen,
+    }
+    conf = prefix / "nginx.conf"
+    conf.write_text(render(TEMPLATE.read_text(), values))
+    return conf

@@ -1,0 +1,263 @@
+"""The whole stack as one object: PostgreSQL, migrations, the services, the control plane,
+the routes and the nginx gateway, started in order and stopped in reverse.
+
+`make run` (gateway/launcher.py) and the test fixtures (tests/stackfix.py) both use it, so
+the tests start exactly what users run, on other ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import subprocess
+import sys
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.render import GatewaySettings, detect, write_config
+from portcullis.migrate import migrate_all
+from portcullis.pgcluster import Cluster
+from portcullis.procs import Proc, StartError, port_in_use
+from portcullis.redisserver import start_redis
+
+ROOT = Path(__file__).resolve().parent.parent
+ROUTE_FILES = (ROOT / "routes" / "suppression.yaml", ROOT / "routes" / "auth.yaml")
+
+# name -> (environment variable, default)
+PORTS: dict[str, tuple[str, int]] = {
+    "gateway": ("PORTCULLIS_GATEWAY_PORT", 8080),
+    "metrics": ("PORTCULLIS_METRICS_PORT", 9145),
+    "control": ("PORTCULLIS_CONTROL_PORT", 8001),
+    "auth": ("PORTCULLIS_AUTH_PORT", 8100),
+    "lookup": ("PORTCULLIS_LOOKUP_PORT", 8200),
+    "list": ("PORTCULLIS_LIST_PORT", 8210),
+    "postgres": ("PORTCULLIS_PG_PORT", 55432),
+    "redis": ("PORTCULLIS_REDIS_PORT", 56379),
+}
+
+
+def ports_from_env() -> dict[str, int]:
+    out = {}
+    for name, (var, default) in PORTS.items():
+        value = os.environ.get(var, str(default))
+        if not value.isdigit() or not 0 < int(value) < 65536:
+            raise StartError(f"{var}={value!r} is not a port number")
+        out[name] = int(value)
+    return out
+
+
+def read_or_make_secret(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    value = secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(value + "\n")
+    os.chmod(path, 0o600)
+    return value
+
+
+@dataclass
+class StackSettings:
+    var: Path
+    ports: dict[str, int]
+    database_url: str | None = None  # None: a local cluster under var/pg
+    redis_url: str | None = None     # None: no Redis, unless start_redis
+    start_redis: bool = False
+    durable_pg: bool = True
+    gateway_workers: int | str = "auto"
+    admin_token: str | None = None
+    signing_secret: str | None = None
+    auth_stale_ttl: int = 60
+    extra_env: dict[str, str] = field(default_factory=dict)
+    gateway: dict[str, Any] = field(default_factory=dict)  # GatewaySettings overrides
+
+
+class Stack:
+    def __init__(self, settings: StackSettings) -> None:
+        self.s = settings
+        self.var = settings.var
+        self.logs = self.var / "logs"
+        self.procs: dict[str, Proc] = {}
+        self.cluster: Cluster | None = None
+        self.redis: Proc | None = None
+        self.dsn = settings.database_url or ""
+        self.redis_url = settings.redis_url
+        self.admin_token = settings.admin_token or read_or_make_secret(self.var / "admin-token")
+        self.signing_secret = settings.signing_secret or read_or_make_secret(
+            self.var / "signing-secret")
+        self.flavor = detect()
+
+    # -- addresses -------------------------------------------------------------------
+    def port(self, name: str) -> int:
+        return self.s.ports[name]
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port(name)}"
+
+    @property
+    def gateway_url(self) -> str:
+        return self.url("gateway")
+
+    @property
+    def gateway_prefix(self) -> Path:
+        return self.var / "gateway"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "DATABASE_URL": self.dsn,
+            "PORTCULLIS_SIGNING_SECRET": self.signing_secret,
+            "PORTCULLIS_ADMIN_TOKEN": self.admin_token,
+            "AUTHSVC_ADDR": f"127.0.0.1:{self.port('auth')}",
+            "SUPPRESSION_LOOKUP_ADDR": f"127.0.0.1:{self.port('lookup')}",
+            "SUPPRESSION_LIST_ADDR": f"127.0.0.1:{self.port('list')}",
+            "PYTHONUNBUFFERED": "1",
+        })
+        if self.redis_url:
+            env["REDIS_URL"] = self.redis_url
+        else:
+            env.pop("REDIS_URL", None)
+        env.update(self.s.extra_env)
+        return env
+
+    # -- start -----------------------------------------------------------------------
+    def check_ports(self) -> None:
+        wanted = dict(self.s.ports)
+        if self.s.database_url:
+            wanted.pop("postgres")
+        if not self.s.start_redis:
+            wanted.pop("redis")
+        taken = [f"{name} :{port}" for name, port in wanted.items() if port_in_use(port)]
+        if taken:
+            raise StartError("port already in use: " + ", ".join(taken)
+                             + " (set PORTCULLIS_<NAME>_PORT to move it, see README)")
+
+    def start(self, say: Any = print) -> None:
+        self.check_ports()
+        self.var.mkdir(parents=True, exist_ok=True)
+        if not self.dsn:
+            say(f"postgres   starting a local cluster in {self.var / 'pg'}")
+            self.cluster = Cluster(self.var / "pg", self.port("postgres"),
+                                   durable=self.s.durable_pg)
+            self.cluster.start()
+            self.dsn = self.cluster.dsn
+        if self.s.start_redis and not self.redis_url:
+            self.redis = start_redis(self.var / "redis", self.port("redis"))
+            self.redis_url = f"redis://127.0.0.1:{self.port('redis')}/0"
+        applied = asyncio.run(migrate_all(self.dsn))
+        say(f"migrations {len(applied)} applied" if applied else "migrations up to date")
+        self.start_python("auth", ["-m", "authsvc", "--host", "127.0.0.1",
+                                   "--port", str(self.port("auth"))])
+        self.start_python("lookup", ["-m", "services.suppression", "lookup", "--host",
+                                     "127.0.0.1", "--port", str(self.port("lookup"))])
+        self.start_python("list", ["-m", "services.suppression", "list", "--host",
+                                   "127.0.0.1", "--port", str(self.port("list"))])
+        self.start_python("worker", ["-m", "services.suppression", "worker"], health=False)
+        self.start_python("control", ["-m", "gateway.control", "--host", "127.0.0.1",
+                                      "--port", str(self.port("control"))])
+        self.apply_routes()
+        self.start_gateway()
+
+    def start_python(self, name: str, args: list[str], health: bool = True) -> Proc:
+        proc = Proc(name, [sys.executable, *args], self.logs / f"{name}.log", env=self.env(),
+                    cwd=ROOT)
+        self.procs[name] = proc.start()
+        if health:
+            proc.wait_http(f"{self.url(name)}/healthz", timeout=60)
+        else:
+            proc.wait_until(lambda: True)
+        return proc
+
+    def restart(self, name: str) -> Proc:
+        """Stop and start one Python service again (fault tests)."""
+        proc = self.procs[name]
+        proc.stop()
+        proc.start()
+        if name != "worker":
+            proc.wait_http(f"{self.url(name)}/healthz", timeout=60)
+        return proc
+
+    def apply_routes(self, files: tuple[Path, ...] = ROUTE_FILES) -> None:
+        for path in files:
+            if not path.exists():
+                continue
+            res = subprocess.run(
+                [sys.executable, "-m", "gateway.cli", "apply", "-f", str(path),
+                 "--url", self.url("control"), "--token", self.admin_token],
+                env=self.env(), cwd=ROOT, capture_output=True, text=True, check=False)
+            if res.returncode != 0:
+                raise StartError(f"applying {path.name} failed:\n{res.stdout}{res.stderr}")
+
+    def gateway_settings(self) -> GatewaySettings:
+        return GatewaySettings(
+            prefix=self.gateway_prefix,
+            listen=f"127.0.0.1:{self.port('gateway')}",
+            metrics_listen=f"127.0.0.1:{self.port('metrics')}",
+            control_url=self.url("control"),
+            authsvc_addr=f"127.0.0.1:{self.port('auth')}",
+            admin_token=self.admin_token,
+            signing_secret=self.signing_secret,
+            redis_url=self.redis_url,
+            workers=self.s.gateway_workers,
+            auth_stale_ttl=self.s.auth_stale_ttl,
+            **self.s.gateway,
+        )
+
+    def start_gateway(self) -> Proc:
+        conf = write_config(self.gateway_settings(), self.flavor)
+        test = subprocess.run([self.flavor.binary, "-t", "-q", "-p", str(self.gateway_prefix),
+                               "-c", str(conf)], capture_output=True, text=True, check=False)
+        if test.returncode != 0:
+            raise StartError(f"nginx refused its configuration:\n{test.stderr}")
+        proc = Proc("gateway", [self.flavor.binary, "-p", str(self.gateway_prefix), "-c",
+                                str(conf)], self.logs / "gateway.log", env=self.env())
+        self.procs["gateway"] = proc.start()
+        proc.wait_http(f"{self.url('metrics')}/healthz", timeout=30)
+        return proc
+
+    def reload_gateway(self) -> None:
+        write_config(self.gateway_settings(), self.flavor)
+        self.procs["gateway"].signal(1)  # SIGHUP
+
+    # -- accounts (through the auth service's admin API) --------------------------------
+    def admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        req = urllib.request.Request(
+            self.url("auth") + path, method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": f"Bearer {self.admin_token}",
+                     "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            raw = resp.read()
+        return json.loads(raw)["results"] if raw else None
+
+    def create_account(self, name: str) -> int:
+        return int(self.admin("POST", "/admin/accounts", {"name": name})["id"])
+
+    def create_subaccount(self, account_id: int, name: str) -> int:
+        res = self.admin("POST", f"/admin/accounts/{account_id}/subaccounts", {"name": name})
+        return int(res["id"])
+
+    def create_key(self, account_id: int, grants: list[str], subaccount_id: int | None = None,
+                   label: str = "key", **extra: Any) -> dict[str, Any]:
+        body = {"account_id": account_id, "subaccount_id": subaccount_id, "label": label,
+                "grants": grants, **extra}
+        result: dict[str, Any] = self.admin("POST", "/admin/keys", body)
+        return result
+
+    # -- stop ------------------------------------------------------------------------
+    def stop(self) -> None:
+        for name in ("gateway", "control", "worker", "list", "lookup", "auth"):
+            proc = self.procs.pop(name, None)
+            if proc:
+                proc.stop()
+        for proc in self.procs.values():
+            proc.stop()
+        self.procs.clear()
+        if self.redis:
+            self.redis.stop()
+        if self.cluster:
+            self.cluster.stop()

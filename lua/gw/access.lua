@@ -1,0 +1,82 @@
+-- access_by_lua: request id, reserved headers out, route, decision, context in.
+local auth = require("gw.auth")
+local cache = require("gw.cache")
+local config = require("gw.config")
+local limit = require("gw.limit")
+local context = require("gw.context")
+local errors = require("gw.errors")
+local routes = require("gw.routes")
+local router = require("gw.router")
+
+local ngx = ngx
+local re_find = ngx.re.find
+local concat = table.concat
+
+local _M = {}
+
+local REQUEST_ID_RE = [[^[A-Za-z0-9._:-]{8,128}$]]
+
+local function request_id()
+    local id = ngx.var.http_x_request_id
+    if type(id) ~= "string" or not re_find(id, REQUEST_ID_RE, "jo") then
+        id = ngx.var.request_id
+    end
+    ngx.req.set_header("X-Request-Id", id)
+    return id
+end
+
+function _M.run()
+    local ctx = ngx.ctx
+    local rid = request_id()
+    ctx.request_id = rid
+    ngx.var.gw_request_id = rid
+    context.strip_client_headers()
+
+    local tbl = routes.current()
+    if not tbl then
+        return errors.exit(503, "Service unavailable", "The gateway has no route table yet")
+    end
+    local method = ngx.req.get_method()
+    local route, why, allowed = router.match(tbl.matcher, ngx.var.host, ngx.var.uri, method)
+    if not route then
+        if why == "method_not_allowed" then
+            return errors.exit(405, "Method not allowed",
+                "This path does not accept " .. method, nil, { Allow = concat(allowed, ", ") })
+        end
+        return errors.exit(404, "Not found", "No route matches " .. ngx.var.uri)
+    end
+    ctx.route = route
+    ngx.var.gw_route = route.name
+
+    if route.auth == "none" then
+        local ok, lerr = limit.check(route, nil)
+        if not ok then
+            return errors.send(lerr)
+        end
+        return
+    end
+    if limit.failed_auth_blocked() then
+        return errors.exit(429, "Too many requests",
+            "Too many failed authentication attempts from this address", "1429",
+            { ["Retry-After"] = "60" })
+    end
+    local decision, err = auth.decide(route)
+    if not decision then
+        if err.status == 401 then
+            limit.count_failed_auth()
+        end
+        return errors.send(err)
+    end
+    ctx.decision = decision
+    ngx.var.gw_account = decision.account_id
+    local ok, lerr = limit.check(route, decision)
+    if not ok then
+        return errors.send(lerr)
+    end
+    context.set(config.signing_secret, decision, rid)
+    if route.cache or not cache.is_safe(method) then
+        cache.access(route, decision)
+    end
+end
+
+return _M

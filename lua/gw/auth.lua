@@ -1,0 +1,156 @@
+-- The decision: may this credential do this method on this resource?
+--
+-- Cached per worker (lrucache) and per node (gw_decisions dict) under a key built from the
+-- SHA-256 of the credential (never the credential itself), the resource, the method, the
+-- subaccount header and the route's grant override. Allows and denials are cached for the
+-- TTL the auth service gives. When the auth service fails, a decision that expired less than
+-- `auth_stale_ttl` ago is served (stale-if-error); otherwise 503, never an allow.
+local cjson = require("cjson.safe")
+local lrucache = require("resty.lrucache")
+local config = require("gw.config")
+local errors = require("gw.errors")
+local hmac = require("gw.hmac")
+local metrics = require("gw.metrics")
+local revocation = require("gw.revocation")
+
+local ngx = ngx
+local shared = ngx.shared
+local now = ngx.now
+local log = ngx.log
+local ERR = ngx.ERR
+local capture = ngx.location.capture
+local encode, decode = cjson.encode, cjson.decode
+local concat = table.concat
+local type = type
+
+local _M = {}
+
+local DICT = "gw_decisions"
+local AUTH_LOCATION = "/_gw/authorize"
+
+local lru
+
+local function count(result)
+    metrics.inc("gateway_decision_cache_total", { result = result })
+end
+
+function _M.init_worker()
+    lru = assert(lrucache.new(config.decision_lru_size))
+end
+
+function _M.cache_key(token_hash, resource, method, subaccount, grants_override)
+    return concat({ token_hash, resource, method, subaccount or "", grants_override or "" }, "|")
+end
+
+-- A cached entry: { status, body (decision or errors), expires, key_id, gen }
+local function fresh(entry, t)
+    return entry.expires > t and revocation.valid(entry)
+end
+
+local function store(key, entry)
+    local ttl = entry.expires - now() + config.auth_stale_ttl
+    if ttl <= 0 then
+        return
+    end
+    lru:set(key, entry, ttl)
+    local ok, err = shared[DICT]:set(key, encode(entry), ttl)
+    if not ok then
+        log(ERR, "gw_decisions dict: ", err)
+    end
+end
+
+local function lookup(key)
+    local entry = lru:get(key)
+    if entry then
+        return entry
+    end
+    local json = shared[DICT]:get(key)
+    if json then
+        entry = decode(json)
+        if entry then
+            lru:set(key, entry, entry.expires - now() + config.auth_stale_ttl)
+        end
+    end
+    return entry
+end
+
+local function ask(route, token, method, subaccount)
+    local res = capture(AUTH_LOCATION, {
+        method = ngx.HTTP_POST,
+        body = encode({
+            resource = route.resource,
+            method = method,
+            token = token,
+            subaccount = subaccount or ngx.null,
+            client_ip = ngx.var.remote_addr,
+            grants = route.grants or ngx.null,
+        }),
+        ctx = {},
+    })
+    local status = res.status
+    if status ~= 200 and status ~= 400 and status ~= 401 and status ~= 403 then
+        return nil, "auth service answered " .. tostring(status)
+    end
+    local body = decode(res.body or "")
+    if type(body) ~= "table" then
+        return nil, "auth service sent no JSON"
+    end
+    local ttl = tonumber(body.ttl) or (status == 200 and 0 or config.denial_ttl)
+    local entry = {
+        status = status,
+        expires = now() + ttl,
+        key_id = body.key_id,
+    }
+    if status == 200 then
+        entry.decision = body
+    else
+        entry.raw = encode({ errors = body.errors })
+        entry.key_id = body.key_id
+    end
+    revocation.stamp(entry)
+    return entry
+end
+
+-- Returns the allow decision, or nil and an error value for errors.send.
+function _M.decide(route)
+    local token = ngx.var.http_authorization
+    if not token or token == "" then
+        return nil, errors.new(401, "Unauthorized", "An API key is required in the "
+            .. "Authorization header")
+    end
+    local method = ngx.req.get_method()
+    local subaccount = ngx.var.http_x_msys_subaccount
+    local grants_override = route.grants and type(route.grants) == "table"
+        and concat(route.grants, ",") or nil
+    local key = _M.cache_key(hmac.sha256_hex(token), route.resource, method, subaccount,
+        grants_override)
+    local t = now()
+    local entry = lookup(key)
+    if entry and fresh(entry, t) then
+        count("hit")
+    else
+        count("miss")
+        local new, err = ask(route, token, method, subaccount)
+        if new then
+            entry = new
+            store(key, entry)
+        else
+            metrics.inc("gateway_auth_errors_total")
+            log(ERR, "decision for ", route.name, " failed: ", err)
+            if entry and revocation.valid(entry) and entry.expires + config.auth_stale_ttl > t then
+                count("stale")
+                ngx.ctx.stale_decision = true
+            else
+                return nil, errors.new(503, "Service unavailable",
+                    "The authorization service is unavailable; try again shortly", "1503",
+                    { ["Retry-After"] = "1" })
+            end
+        end
+    end
+    if entry.status ~= 200 then
+        return nil, { status = entry.status, raw = entry.raw }
+    end
+    return entry.decision
+end
+
+return _M

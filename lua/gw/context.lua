@@ -1,0 +1,83 @@
+-- The caller's context: client-sent copies removed, the gateway's own set and signed.
+-- The canonical string is the same as portcullis/context.py's; tests check they agree.
+local hmac = require("gw.hmac")
+
+local ngx = ngx
+local concat = table.concat
+local lower = string.lower
+local sub = string.sub
+local find = string.find
+local tostring = tostring
+local ngx_time = ngx.time
+
+local _M = {}
+
+-- Header prefixes only the gateway may set (compared lower-cased).
+local RESERVED_PREFIXES = { "x-account-", "x-subaccount-", "x-key-", "x-gateway-" }
+local RESERVED_EXACT = { ["x-grants"] = true, ["x-account"] = true, ["x-subaccount"] = true }
+
+function _M.is_reserved(name)
+    name = lower(name)
+    if RESERVED_EXACT[name] then
+        return true
+    end
+    for i = 1, #RESERVED_PREFIXES do
+        local p = RESERVED_PREFIXES[i]
+        if sub(name, 1, #p) == p then
+            return true
+        end
+    end
+    return false
+end
+
+function _M.canonical(method, uri, account, subaccount, key_id, grants, request_id, ts)
+    return concat({ "v1", method, uri, account, subaccount, key_id, grants, request_id, ts },
+        "\n")
+end
+
+-- Remove every client-sent reserved header, whatever its case and however often it came.
+function _M.strip_client_headers()
+    local headers = ngx.req.get_headers(0, true)
+    for name in pairs(headers) do
+        if _M.is_reserved(name) then
+            ngx.req.clear_header(name)
+        end
+    end
+end
+
+local function join(list)
+    if type(list) ~= "table" then
+        return ""
+    end
+    for i = 1, #list do
+        if find(list[i], ",", 1, true) then
+            return nil
+        end
+    end
+    return concat(list, ",")
+end
+
+-- decision: the auth service's allow (account_id, subaccount_id, key_id, grants).
+function _M.set(secret, decision, request_id)
+    local account = tostring(decision.account_id)
+    local subaccount = decision.subaccount_id
+    subaccount = (subaccount == nil or subaccount == ngx.null) and "" or tostring(subaccount)
+    local key_id = tostring(decision.key_id or "")
+    local grants = decision.grants_header
+    if not grants then
+        grants = join(decision.grants) or ""
+        decision.grants_header = grants
+    end
+    local ts = tostring(ngx_time())
+    local sig = hmac.hmac_sha256_hex(secret, _M.canonical(ngx.req.get_method(),
+        ngx.var.request_uri, account, subaccount, key_id, grants, request_id, ts))
+    local set = ngx.req.set_header
+    set("X-Account-Id", account)
+    set("X-Subaccount-Id", subaccount)
+    set("X-Key-Id", key_id)
+    set("X-Grants", grants)
+    set("X-Gateway-Timestamp", ts)
+    set("X-Gateway-Signature", sig)
+end
+
+return _M

@@ -1,0 +1,101 @@
+-- GCRA in Redis: one Lua script, run by EVALSHA (loaded on NOSCRIPT), atomic per key, so
+-- the limit holds across every gateway node. The clock is Redis's own (TIME), so nodes with
+-- skewed clocks still agree.
+local config = require("gw.config")
+
+local ngx = ngx
+local tonumber = tonumber
+local find = string.find
+local match = string.match
+
+local _M = {}
+
+local SCRIPT = [[
+local t = redis.call('TIME')
+local now = t[1] * 1000 + t[2] / 1000
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new = tat + interval
+if new - now > tolerance then
+  return {0, tostring(new - now)}
+end
+redis.call('SET', KEYS[1], tostring(new), 'PX', math.ceil(new - now) + 1)
+return {1, tostring(new - now)}
+]]
+local sha
+
+local redis_mod
+
+local function sha1_hex(s)
+    return require("gw.hmac").to_hex(ngx.sha1_bin(s))
+end
+
+local function parse(url)
+    local auth, host, port, db = match(url or "", "^rediss?://([^@]*@?)([^:/]+):?(%d*)/?(%d*)")
+    if not host then
+        return nil
+    end
+    local password = auth ~= "" and match(auth, ":?([^@]*)@$") or nil
+    return { host = host, port = tonumber(port) or 6379, db = tonumber(db),
+             password = password ~= "" and password or nil }
+end
+
+local target
+
+function _M.init()
+    if not config.redis_url or config.redis_url == ngx.null then
+        return false
+    end
+    target = parse(config.redis_url)
+    redis_mod = require(config.redis_module)
+    sha = sha1_hex(SCRIPT)
+    return target ~= nil
+end
+
+function _M.enabled()
+    return target ~= nil
+end
+
+function _M.connect(timeout)
+    local red = redis_mod:new()
+    red:set_timeouts(timeout or 100, 200, 200)
+    local ok, err = red:connect(target.host, target.port)
+    if not ok then
+        return nil, err
+    end
+    if red:get_reused_times() == 0 then
+        if target.password then
+            ok, err = red:auth(target.password)
+            if not ok then
+                return nil, err
+            end
+        end
+        if target.db and target.db ~= 0 then
+            red:select(target.db)
+        end
+    end
+    return red
+end
+
+-- Returns the raw script answer {allowed (0/1), ahead_ms} or nil, err.
+function _M.take(key, interval, tolerance)
+    local red, err = _M.connect()
+    if not red then
+        return nil, err
+    end
+    local res
+    res, err = red:evalsha(sha, 1, key, interval, tolerance)
+    if not res and err and find(err, "NOSCRIPT", 1, true) then
+        res, err = red:eval(SCRIPT, 1, key, interval, tolerance)
+    end
+    if not res then
+        red:close()
+        return nil, err
+    end
+    red:set_keepalive(60000, 256)
+    return res
+end
+
+return _M

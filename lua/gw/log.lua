@@ -1,0 +1,43 @@
+-- log_by_lua: passive health bookkeeping and metrics.
+local balancer = require("gw.balancer")
+local metrics = require("gw.metrics")
+
+local ngx = ngx
+local tonumber = tonumber
+local gmatch = string.gmatch
+
+local _M = {}
+
+-- "0.002, 0.010 : 0.001" (retries, internal redirects) -> the sum
+local function upstream_seconds(value)
+    if not value then
+        return nil
+    end
+    local total
+    for n in gmatch(value, "[%d%.]+") do
+        total = (total or 0) + (tonumber(n) or 0)
+    end
+    return total
+end
+
+function _M.run()
+    local ctx = ngx.ctx
+    local route = ctx.route
+    if route then
+        balancer.finish(ctx)
+    end
+    local name = route and route.name or "none"
+    local status = ngx.status
+    metrics.inc("gateway_requests_total", { route = name, status = status })
+    local total = tonumber(ngx.var.request_time) or 0
+    local labels = { route = name }
+    metrics.observe("gateway_request_duration_seconds", labels, total)
+    local up = upstream_seconds(ngx.var.upstream_response_time)
+    if up then
+        metrics.observe("gateway_upstream_duration_seconds", labels, up)
+        local own = total - up
+        metrics.observe("gateway_own_duration_seconds", labels, own > 0 and own or 0)
+    end
+end
+
+return _M

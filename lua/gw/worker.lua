@@ -1,0 +1,52 @@
+-- init_worker_by_lua: per-worker state and the timers that keep the node current.
+local auth = require("gw.auth")
+local config = require("gw.config")
+local events = require("gw.events")
+local limit = require("gw.limit")
+local routes = require("gw.routes")
+
+local ngx = ngx
+local log = ngx.log
+local ERR, WARN = ngx.ERR, ngx.WARN
+local every = ngx.timer.every
+
+local _M = {}
+
+local REFRESH = 0.1 -- seconds: how often a worker looks for a newer table in the dict
+
+local last_poll_error
+
+local function poll(premature)
+    if premature then
+        return
+    end
+    local version, err = routes.poll()
+    if not version and err ~= last_poll_error then
+        -- Say it once per kind of failure; the last good table keeps serving.
+        log(WARN, "route table poll: ", err)
+    end
+    last_poll_error = not version and err or nil
+    routes.refresh()
+end
+
+local function refresh(premature)
+    if not premature then
+        routes.refresh()
+    end
+end
+
+function _M.run()
+    auth.init_worker()
+    limit.init_worker()
+    if ngx.worker.id() == 0 then
+        events.start()
+        local ok, err = every(config.poll_interval, poll)
+        if not ok then
+            log(ERR, "cannot start route poller: ", err)
+        end
+        ngx.timer.at(0, poll)
+    end
+    assert(every(REFRESH, refresh))
+end
+
+return _M

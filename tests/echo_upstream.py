@@ -1,0 +1,77 @@
+"""A throwaway upstream for gateway tests: answers every request with what it received
+(name, method, path, headers, and whether the gateway's signature verified).
+
+`python -m tests.echo_upstream --port P --name N [--secret S] [--html-errors]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import uvicorn
+from starlette.datastructures import Headers
+from starlette.types import Receive, Scope, Send
+
+from portcullis.context import ContextError, request_uri, verify
+
+
+def make_app(name: str, secret: str | None, html_errors: bool) -> object:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            msg = await receive()
+            body += msg.get("body", b"")
+            if not msg.get("more_body"):
+                break
+        headers = Headers(scope=scope)
+        path = scope["path"]
+        verified: str | None = None
+        if secret:
+            try:
+                ctx = verify(secret, scope["method"], request_uri(scope), headers)
+                verified = f"account={ctx.account_id}"
+            except ContextError as err:
+                verified = "refused: " + err.entries[0]["description"]
+        if html_errors and path.startswith("/status/"):
+            status = int(path.rsplit("/", 1)[1])
+            page = f"<html><body><h1>{status} from {name}</h1></body></html>".encode()
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [(b"content-type", b"text/html")]})
+            await send({"type": "http.response.body", "body": page})
+            return
+        out = {
+            "upstream": name,
+            "pid": os.getpid(),
+            "method": scope["method"],
+            "path": path,
+            "uri": request_uri(scope),
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")]
+                        for k, v in scope["headers"]],
+            "body_length": len(body),
+            "signature": verified,
+        }
+        data = json.dumps(out).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": data})
+
+    return app
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--name", default="echo")
+    p.add_argument("--secret")
+    p.add_argument("--html-errors", action="store_true")
+    a = p.parse_args()
+    uvicorn.run(make_app(a.name, a.secret, a.html_errors),  # type: ignore[arg-type]
+                host="127.0.0.1", port=a.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()
