@@ -21,7 +21,7 @@ async def stream(produce: Producer) -> AsyncIterator[bytes]:
     queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=QUEUE_CHUNKS)
 
     async def output(chunk: bytes) -> None:
-        await queue.put(chunk)
+        await queue.put(bytes(chunk))  # asyncpg hands over a bytearray
 
     async def run() -> None:
         try:
