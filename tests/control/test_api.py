@@ -176,3 +176,17 @@ async def test_a_body_that_is_not_a_json_object_is_a_400(
                                 headers={"Content-Type": "application/json"})
     assert response.status_code == 400
     assert response.json()["errors"][0]["description"].split(":")[0] in {"body", "route"}
+
+
+async def test_a_body_over_the_limit_is_a_413(admin: httpx.AsyncClient, tag: str) -> None:
+    body = spec(f"big-{tag}", owner="x" * 2_000_000)
+    response = await admin.post("/routes", json=body)
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["description"].startswith("body:")
+
+
+async def test_a_malformed_actor_is_refused(control_app: Starlette, tag: str) -> None:
+    async with client_for(control_app, **{"X-Actor": "x" * 300}) as client:
+        response = await client.post("/routes", json=spec(f"actor-{tag}"))
+    assert response.status_code == 400
+    assert description(response).startswith("X-Actor:")
