@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import sys
 import time
@@ -37,7 +38,14 @@ def ensure_demo_key(stack: Stack) -> str:
         key = path.read_text().strip()
         if key and demo_key_works(stack, key):
             return key
-    account = stack.create_account("demo")
+    try:
+        account = stack.create_account("demo")
+    except urllib.error.HTTPError as err:
+        if err.code != 409:
+            raise
+        # The demo account exists but its key file is gone (a new var/ on an old database):
+        # make another demo account rather than guess at the old key.
+        account = stack.create_account(f"demo-{secrets.token_hex(3)}")
     key = str(stack.create_key(account, DEMO_GRANTS, label="demo")["key"])
     path.write_text(key + "\n")
     os.chmod(path, 0o600)

@@ -23,12 +23,14 @@ declare -A PROOF=(
 EXTRA=("$@")   # callers may ask for more, e.g. chromium for browser tests
 declare -A EXTRA_PROOF=([chromium]=/usr/bin/chromium)
 
+# ENSURE_SYSTEM_ROOT lets a test pretend to be a machine without the packages.
+R="${ENSURE_SYSTEM_ROOT:-}"
 missing=()
 for pkg in "${!PROOF[@]}"; do
-  [ -e "${PROOF[$pkg]}" ] || missing+=("$pkg")
+  [ -e "$R${PROOF[$pkg]}" ] || missing+=("$pkg")
 done
 for pkg in "${EXTRA[@]}"; do
-  [ -e "${EXTRA_PROOF[$pkg]:-/nonexistent}" ] || missing+=("$pkg")
+  [ -e "$R${EXTRA_PROOF[$pkg]:-/nonexistent}" ] || missing+=("$pkg")
 done
 # python3-venv: only when the interpreter cannot make a venv by itself.
 if [[ " ${missing[*]} " == *" python3-venv "* ]]; then
@@ -39,7 +41,7 @@ fi
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sed '/^$/d' | sort -u)
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
-if [ "$(id -u)" -ne 0 ]; then
+if [ "$(id -u)" -ne 0 ] || [ -n "${ENSURE_SYSTEM_DRY_RUN:-}" ]; then
   echo "Missing system packages: ${missing[*]}" >&2
   echo "Install them as root:  sudo apt-get install -y ${missing[*]}" >&2
   exit 1
