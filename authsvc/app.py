@@ -71,9 +71,10 @@ async def revocations(request: Request) -> Response:
 def build_runtime(config: Config, store: Store, redis: Any) -> Runtime:
     events = RevocationEvents(redis)
     keys = KeyService(store, config, events)
-    tokens = TokenService(store)
+    tokens = TokenService(store, config)
     failures = FailureCounter(config.failure_window, redis)
     auth = AuthService(store, config, keys, tokens, failures)
+    tokens.subaccount_exists = auth.subaccount_exists
     return Runtime(config=config, store=store, events=events, keys=keys, tokens=tokens,
                    auth=auth)
 

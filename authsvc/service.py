@@ -55,7 +55,7 @@ class AuthService:
             raise
         if not client_allowed(principal, question.client_ip):
             raise deny("ip_not_allowed", "this credential may not be used from this address")
-        subaccount_id = await acting_subaccount(principal, wanted, self._subaccount_exists)
+        subaccount_id = await acting_subaccount(principal, wanted, self.subaccount_exists)
         return decide(principal, question, subaccount_id, self.config.decision_ttl,
                       self.config.default_rate_limits)
 
@@ -73,7 +73,7 @@ class AuthService:
             return await self.tokens.principal_for(credential.token, now)
         return await self.keys.principal_for(credential.key, now)
 
-    async def _subaccount_exists(self, account_id: int, subaccount_id: int) -> bool:
+    async def subaccount_exists(self, account_id: int, subaccount_id: int) -> bool:
         known = self._subaccounts.get((account_id, subaccount_id))
         if known is not None:
             return known
