@@ -105,7 +105,15 @@ def write_config(settings: GatewaySettings, flavor: Flavor | None = None) -> Pat
     config_path = prefix / "gateway.json"
     config_path.write_text(json.dumps(gw_conf, indent=2))
     os.chmod(config_path, 0o600)  # read by the master only
+    import resource
+
+    # As many descriptors as the hard limit allows (setrlimit above it fails); a proxied
+    # connection needs two.
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    nofile = 65535 if hard == resource.RLIM_INFINITY else min(65535, hard)
     values = {
+        "nofile": str(nofile),
+        "worker_connections": str(max(512, min(16384, nofile // 2))),
         "load_modules": flavor.load_modules,
         "user": "user nobody nogroup;" if root else "",
         "workers": str(settings.workers),

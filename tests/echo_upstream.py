@@ -36,7 +36,11 @@ def make_app(name: str, secret: str | None, html_errors: bool) -> object:
                 verified = f"account={ctx.account_id}"
             except ContextError as err:
                 verified = "refused: " + err.entries[0]["description"]
-        if html_errors and path.startswith("/status/"):
+        if "/sleep/" in path:
+            import asyncio
+
+            await asyncio.sleep(int(path.rsplit("/", 1)[1]) / 1000)
+        if html_errors and "/status/" in path:
             status = int(path.rsplit("/", 1)[1])
             page = f"<html><body><h1>{status} from {name}</h1></body></html>".encode()
             await send({"type": "http.response.start", "status": status,

@@ -137,3 +137,58 @@ def gateway_error_log(request: pytest.FixtureRequest) -> Iterator[None]:
     bad = [line for line in new.splitlines()
            if BAD_LOG.search(line) and not any(p.search(line) for p in allowed)]
     assert not bad, "unexpected lines in the gateway's error log:\n" + "\n".join(bad[:20])
+
+
+class RouteAdmin:
+    """The control plane's admin API, for tests that register their own routes."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.base = stack.url("control")
+        self.headers = {"Authorization": f"Bearer {stack.admin_token}"}
+        self.created: list[str] = []
+
+    def put(self, route: dict[str, Any]) -> dict[str, Any]:
+        name = route["name"]
+        resp = httpx.put(f"{self.base}/routes/{name}", json=route, headers=self.headers)
+        if resp.status_code == 404:
+            resp = httpx.post(f"{self.base}/routes", json=route, headers=self.headers)
+        assert resp.status_code in (200, 201), resp.text
+        if name not in self.created:
+            self.created.append(name)
+        return dict(resp.json())
+
+    def delete(self, name: str) -> None:
+        resp = httpx.delete(f"{self.base}/routes/{name}", headers=self.headers)
+        assert resp.status_code in (200, 204, 404), resp.text
+
+    def table_version(self) -> int:
+        resp = httpx.get(f"{self.base}/table", headers=self.headers)
+        return int(resp.json()["version"])
+
+    def gateway_version(self) -> int:
+        resp = httpx.get(self.stack.url("metrics") + "/healthz")
+        return int(resp.json().get("routes_version") or 0) if resp.status_code == 200 else 0
+
+    def wait_gateway_at(self, version: int, timeout: float = 10) -> float:
+        """Poll until the gateway serves table `version`; return how long it took."""
+        import time
+
+        start = time.monotonic()
+        while self.gateway_version() < version:
+            assert time.monotonic() - start < timeout, "gateway never took the new table"
+            time.sleep(0.02)
+        return time.monotonic() - start
+
+
+@pytest.fixture
+def routes(stack: Stack) -> Iterator[RouteAdmin]:
+    admin = RouteAdmin(stack)
+    yield admin
+    for name in admin.created:
+        admin.delete(name)
+
+
+def echo_route(name: str, targets: list[str], **extra: Any) -> dict[str, Any]:
+    return {"name": name, "paths": [f"/{name}"], "upstream": {"targets": targets},
+            "resource": "suppression_lists", "owner": "tests", **extra}

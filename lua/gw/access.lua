@@ -4,6 +4,7 @@ local cache = require("gw.cache")
 local config = require("gw.config")
 local limit = require("gw.limit")
 local context = require("gw.context")
+local cors = require("gw.cors")
 local errors = require("gw.errors")
 local routes = require("gw.routes")
 local router = require("gw.router")
@@ -37,7 +38,9 @@ function _M.run()
         return errors.exit(503, "Service unavailable", "The gateway has no route table yet")
     end
     local method = ngx.req.get_method()
-    local route, why, allowed = router.match(tbl.matcher, ngx.var.host, ngx.var.uri, method)
+    local preflight = cors.preflight_method()
+    local route, why, allowed = router.match(tbl.matcher, ngx.var.host, ngx.var.uri,
+        preflight or method)
     if not route then
         if why == "method_not_allowed" then
             return errors.exit(405, "Method not allowed",
@@ -47,6 +50,9 @@ function _M.run()
     end
     ctx.route = route
     ngx.var.gw_route = route.name
+    if route.cors or preflight then
+        cors.access(route, preflight)
+    end
 
     if route.auth == "none" then
         local ok, lerr = limit.check(route, nil)

@@ -1,6 +1,7 @@
 -- header_filter / body_filter: the request id on every response, and an upstream's
 -- non-JSON error page replaced by our JSON error, so clients see one error shape.
 local cache = require("gw.cache")
+local cors = require("gw.cors")
 local errors = require("gw.errors")
 
 local ngx = ngx
@@ -16,6 +17,9 @@ function _M.header()
         for k, v in pairs(rate) do
             ngx.header[k] = v
         end
+    end
+    if ctx.cors_origin then
+        cors.header_filter(ctx)
     end
     if ctx.bump_account or ctx.cache_status then
         cache.header_filter()

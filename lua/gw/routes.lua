@@ -40,7 +40,7 @@ function _M.build(tbl)
         end
         r.upstream_compiled = up
     end
-    return { version = tbl.version, matcher = router.compile(tbl.routes) }
+    return { version = tbl.version, routes = tbl.routes, matcher = router.compile(tbl.routes) }
 end
 
 local function publish(json, version)

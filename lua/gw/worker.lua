@@ -2,6 +2,7 @@
 local auth = require("gw.auth")
 local config = require("gw.config")
 local events = require("gw.events")
+local health = require("gw.health")
 local limit = require("gw.limit")
 local routes = require("gw.routes")
 
@@ -45,6 +46,12 @@ function _M.run()
             log(ERR, "cannot start route poller: ", err)
         end
         ngx.timer.at(0, poll)
+        assert(every(1, function(premature)
+            local current = not premature and routes.current()
+            if current then
+                health.tick(current.routes)
+            end
+        end))
     end
     assert(every(REFRESH, refresh))
 end
