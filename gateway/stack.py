@@ -219,6 +219,27 @@ class Stack:
         proc.wait_http(f"{self.url('metrics')}/healthz", timeout=30)
         return proc
 
+    def start_extra_gateway(self, name: str, redis_url: str | None,
+                            **overrides: Any) -> tuple[Proc, int, int]:
+        """Another gateway node on its own ports, sharing the control plane, the auth
+        service and (when given) Redis: for scale-out and failure tests."""
+        from portcullis.procs import free_port
+
+        port, metrics_port = free_port(), free_port()
+        settings = self.gateway_settings()
+        settings.prefix = self.var / f"gateway-{name}"
+        settings.listen = f"127.0.0.1:{port}"
+        settings.metrics_listen = f"127.0.0.1:{metrics_port}"
+        settings.redis_url = redis_url
+        for key, value in overrides.items():
+            setattr(settings, key, value)
+        conf = write_config(settings, self.flavor)
+        proc = Proc(f"gateway-{name}", [self.flavor.binary, "-p", str(settings.prefix), "-c",
+                                        str(conf)], self.logs / f"gateway-{name}.log")
+        proc.start()
+        proc.wait_http(f"http://127.0.0.1:{metrics_port}/healthz", timeout=30)
+        return proc, port, metrics_port
+
     def reload_gateway(self) -> None:
         write_config(self.gateway_settings(), self.flavor)
         self.procs["gateway"].signal(1)  # SIGHUP

@@ -18,6 +18,7 @@ from portcullis.context import ContextError, request_uri, verify
 
 
 def make_app(name: str, secret: str | None, html_errors: bool) -> object:
+    store: dict[tuple[str, str], bytes] = {}  # (account, path) -> body, for /kv/ paths
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
@@ -36,6 +37,19 @@ def make_app(name: str, secret: str | None, html_errors: bool) -> object:
                 verified = f"account={ctx.account_id}"
             except ContextError as err:
                 verified = "refused: " + err.entries[0]["description"]
+        if "/kv/" in path:
+            account = headers.get("x-account-id", "")
+            if scope["method"] == "PUT":
+                store[(account, path)] = body
+                status, data = 200, b'{"stored": true}'
+            else:
+                value = store.get((account, path))
+                status, data = (200, value) if value is not None else (404, b'{"errors": []}')
+            extra = [(b"cache-control", b"no-store")] if "nostore" in path else []
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [(b"content-type", b"application/json"), *extra]})
+            await send({"type": "http.response.body", "body": data})
+            return
         if "/sleep/" in path:
             import asyncio
 

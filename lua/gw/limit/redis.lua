@@ -32,12 +32,21 @@ local function sha1_hex(s)
     return require("gw.hmac").to_hex(ngx.sha1_bin(s))
 end
 
-local function parse(url)
-    local auth, host, port, db = match(url or "", "^rediss?://([^@]*@?)([^:/]+):?(%d*)/?(%d*)")
+function _M.parse(url)
+    local rest = match(url or "", "^rediss?://(.+)$")
+    if not rest then
+        return nil
+    end
+    local password
+    local userinfo, hostpart = match(rest, "^([^@/]*)@(.+)$")
+    if userinfo then
+        password = match(userinfo, ":(.*)$") or userinfo
+        rest = hostpart
+    end
+    local host, port, db = match(rest, "^([^:/]+):?(%d*)/?(%d*)")
     if not host then
         return nil
     end
-    local password = auth ~= "" and match(auth, ":?([^@]*)@$") or nil
     return { host = host, port = tonumber(port) or 6379, db = tonumber(db),
              password = password ~= "" and password or nil }
 end
@@ -48,7 +57,7 @@ function _M.init()
     if not config.redis_url or config.redis_url == ngx.null then
         return false
     end
-    target = parse(config.redis_url)
+    target = _M.parse(config.redis_url)
     redis_mod = require(config.redis_module)
     sha = sha1_hex(SCRIPT)
     return target ~= nil

@@ -1,0 +1,214 @@
+"""Rate limits, decision cache and response cache at the gateway (issue: decision cache,
+rate limits and response cache)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.stack import Stack
+from portcullis.procs import Proc
+from tests.load import drive, drive_many
+from tests.stackfix import RouteAdmin, Tenant, echo_route, unique
+
+
+def wait_served(url: str, headers: dict[str, str], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while httpx.get(url, headers=headers).status_code == 404:
+        assert time.monotonic() < deadline, f"{url} never served"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def echo_target(upstream_factory: Any) -> str:
+    return str(upstream_factory("limited")[1])
+
+
+@pytest.fixture
+def local_node(stack: Stack) -> Iterator[tuple[Proc, int, int]]:
+    """A second gateway node without Redis: the `local` policy."""
+    node = stack.start_extra_gateway(unique("local"), None)
+    yield node
+    node[0].stop()
+
+
+@pytest.fixture
+def redis_node(stack: Stack) -> Iterator[tuple[Proc, int, int]]:
+    """A second gateway node sharing the stack's Redis."""
+    node = stack.start_extra_gateway(unique("peer"), stack.redis_url)
+    yield node
+    node[0].stop()
+
+
+def limited_route(name: str, target: str, limit: int, burst: int = 5) -> dict[str, Any]:
+    return echo_route(name, [target], rate_limits=[
+        {"dimension": "key", "limit": limit, "window": 1, "burst": burst}])
+
+
+def test_rate_limit_headers_and_a_429_in_sparkpost_shape(
+        gw: httpx.Client, tenant: Tenant, routes: RouteAdmin, echo_target: str,
+        stack: Stack) -> None:
+    name = unique("rl")
+    routes.put(limited_route(name, echo_target, limit=1, burst=3))
+    key = {"Authorization": tenant.key}
+    wait_served(f"{stack.gateway_url}/{name}/x", key)
+    seen = [gw.get(f"/{name}/x", headers=key) for _ in range(6)]
+    ok = [r for r in seen if r.status_code == 200]
+    limited = [r for r in seen if r.status_code == 429]
+    assert ok and limited
+    assert ok[0].headers["ratelimit-limit"] == "1"
+    assert int(ok[0].headers["ratelimit-remaining"]) >= 0
+    assert "ratelimit-reset" in ok[0].headers
+    assert int(limited[0].headers["retry-after"]) >= 1
+    err = limited[0].json()["errors"][0]
+    assert err["code"] == "1429" and "Rate limit" in err["description"]
+
+
+@pytest.mark.slow
+def test_local_limit_holds_within_5_percent_under_200_concurrent_clients(
+        tenant: Tenant, routes: RouteAdmin, echo_target: str,
+        local_node: tuple[Proc, int, int]) -> None:
+    limit, seconds, burst = 40, 10, 5
+    name = unique("acc")
+    routes.put(limited_route(name, echo_target, limit=limit, burst=burst))
+    url = f"http://127.0.0.1:{local_node[1]}/{name}/x"
+    key = {"Authorization": tenant.key}
+    wait_served(url, key)
+    time.sleep(1)  # let the probe requests' tokens refill (GCRA needs 1 s of quiet)
+    statuses = drive(url, key, clients=200, seconds=seconds)
+    assert set(statuses) <= {200, 429}, statuses
+    expected = limit * seconds
+    assert abs(statuses[200] - expected) <= 0.05 * expected, statuses
+    print(f"local: {dict(statuses)} (expected {expected})")
+
+
+@pytest.mark.slow
+def test_redis_limit_holds_across_two_gateway_nodes(
+        stack: Stack, tenant: Tenant, routes: RouteAdmin, echo_target: str,
+        redis_node: tuple[Proc, int, int]) -> None:
+    limit, seconds, burst = 40, 10, 5
+    name = unique("acc2")
+    routes.put(limited_route(name, echo_target, limit=limit, burst=burst))
+    key = {"Authorization": tenant.key}
+    urls = [f"{stack.gateway_url}/{name}/x", f"http://127.0.0.1:{redis_node[1]}/{name}/x"]
+    for url in urls:
+        wait_served(url, key)
+    time.sleep(1)
+    results = asyncio.run(drive_many([(u, key) for u in urls], clients=100, seconds=seconds))
+    total: Counter[int] = sum(results, Counter())
+    assert set(total) <= {200, 429}, total
+    expected = limit * seconds
+    assert abs(total[200] - expected) <= 0.05 * expected, results
+    assert all(r[200] > 0 for r in results)  # both nodes served some
+    print(f"redis, two nodes: {[dict(r) for r in results]} (expected {expected})")
+
+
+@pytest.mark.slow
+@pytest.mark.gateway_errors(r"redis")
+def test_redis_down_falls_back_to_local_limits_and_back(
+        stack: Stack, tenant: Tenant, routes: RouteAdmin, echo_target: str,
+        redis_proc: Proc) -> None:
+    limit, seconds = 20, 3
+    name = unique("fallback")
+    routes.put(limited_route(name, echo_target, limit=limit, burst=2))
+    url = f"{stack.gateway_url}/{name}/x"
+    key = {"Authorization": tenant.key}
+    wait_served(url, key)
+    expected = limit * seconds
+
+    def phase() -> Counter[int]:
+        time.sleep(1)
+        got = drive(url, key, clients=30, seconds=seconds)
+        assert set(got) <= {200, 429}, got  # never a 5xx
+        assert 0.8 * expected <= got[200] <= 1.2 * expected + 2, got  # never unlimited
+        return got
+
+    up = phase()
+    redis_proc.stop()
+    try:
+        down = phase()
+    finally:
+        redis_proc.start()
+        redis_proc.wait_until(lambda: _redis_ok(stack), 15)
+    back = phase()
+    metrics = httpx.get(stack.url("metrics") + "/metrics").text
+    assert "gateway_redis_fallback_total" in metrics
+    assert _redis_has_limit_keys(stack, name)  # global limits resumed in Redis
+    print(f"redis up {dict(up)}, down {dict(down)}, back {dict(back)}")
+
+
+def _redis_ok(stack: Stack) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(str(stack.redis_url)).ping())
+    except redis.RedisError:
+        return False
+
+
+def _redis_has_limit_keys(stack: Stack, route_name: str) -> bool:
+    import redis
+
+    r = redis.Redis.from_url(str(stack.redis_url))
+    return bool(r.keys(f"rl:{route_name}:*"))
+
+
+def test_response_cache_isolates_accounts_and_a_write_is_read_back(
+        stack: Stack, make_tenant: Any, routes: RouteAdmin, echo_target: str) -> None:
+    name = unique("cached")
+    routes.put(echo_route(name, [echo_target], cache={"ttl": 60}))
+    a, b = make_tenant(), make_tenant()
+    ka, kb = {"Authorization": a.key}, {"Authorization": b.key}
+    url = f"{stack.gateway_url}/{name}/kv/item"
+    wait_served(f"{stack.gateway_url}/{name}/x", ka)
+    with httpx.Client() as c:
+        assert c.put(url, headers=ka, content=b'{"v": "a1"}').status_code == 200
+        first = c.get(url, headers=ka)
+        assert first.json() == {"v": "a1"}
+        assert first.headers["x-cache-status"] == "MISS"
+        again = c.get(url, headers=ka)
+        assert again.headers["x-cache-status"] == "HIT"
+        assert again.json() == {"v": "a1"}
+        # B asks for the same URL: never A's cached body
+        other = c.get(url, headers=kb)
+        assert other.status_code == 404
+        assert other.headers["x-cache-status"] == "MISS"
+        # A writes; A's next read sees the write at once
+        assert c.put(url, headers=ka, content=b'{"v": "a2"}').status_code == 200
+        after = c.get(url, headers=ka)
+        assert after.json() == {"v": "a2"}
+        assert after.headers["x-cache-status"] == "MISS"
+        # a client's no-cache bypasses
+        bypass = c.get(url, headers={**ka, "Cache-Control": "no-cache"})
+        assert bypass.headers["x-cache-status"] == "BYPASS"
+        # non-200 and no-store answers are never stored
+        for _ in range(2):
+            assert c.get(url + "-missing", headers=ka).headers["x-cache-status"] == "MISS"
+            nostore = url.replace("/item", "/nostore")
+            c.put(nostore, headers=ka, content=b"{}")
+            assert c.get(nostore, headers=ka).headers["x-cache-status"] == "MISS"
+    metrics = httpx.get(stack.url("metrics") + "/metrics").text
+    assert 'gateway_response_cache_total{result="hit"}' in metrics
+
+
+def test_metrics_expose_requests_latency_decisions_and_limits(
+        gw: httpx.Client, stack: Stack, tenant: Tenant) -> None:
+    gw.get("/api/v1/suppression-list/m@example.com", headers={"Authorization": tenant.key})
+    text = httpx.get(stack.url("metrics") + "/metrics").text
+    for family in ("gateway_requests_total", "gateway_request_duration_seconds_bucket",
+                   "gateway_upstream_duration_seconds_bucket",
+                   "gateway_own_duration_seconds_bucket", "gateway_decision_cache_total",
+                   "gateway_rate_limit_total", "gateway_route_table_version"):
+        assert family in text, family
+    assert 'route="suppression-lookup",status="404"' in text
+
+
+def test_metrics_listen_on_loopback_only(stack: Stack) -> None:
+    conf = (stack.gateway_prefix / "nginx.conf").read_text()
+    assert f"listen 127.0.0.1:{stack.port('metrics')};" in conf
