@@ -24,7 +24,7 @@ async def _drive(url: str, headers: Mapping[str, str], clients: int, seconds: fl
                     async with session.request(method, url, headers=dict(headers)) as resp:
                         await resp.read()
                         statuses[resp.status] += 1
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     statuses[0] += 1
 
         await asyncio.gather(*(client() for _ in range(clients)))
