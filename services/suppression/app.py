@@ -223,7 +223,9 @@ def create_app(config: Config, store: Store | None = None, role: Role = "list") 
 
     app = Starlette(
         routes=routes(role),
-        middleware=[Middleware(GatewayContextMiddleware, secret=config.signing_secret)],
+        # The OpenAPI document is public (its route has auth: none); all else is signed.
+        middleware=[Middleware(GatewayContextMiddleware, secret=config.signing_secret,
+                               open_paths=("/healthz", f"{BASE}/openapi.json"))],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )

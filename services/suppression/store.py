@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from services.suppression.model import COMPLIANCE, Entry, Record, Scope
+from services.suppression.model import COMPLIANCE, MANUALLY_ADDED, Entry, Record, Scope
 from services.suppression.recipient import domain_of
 from services.suppression.search import Filters, Search
 
@@ -23,6 +23,11 @@ STAGING_COLUMNS = ("line", "recipient", "list_id", "type", "domain", "descriptio
 
 def record_of(row: asyncpg.Record) -> Record:
     return Record(**dict(row))
+
+
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """No reset round trip when a connection goes back to the pool: no code of ours leaves
+    session state behind (no LISTEN, advisory locks or SET on pooled connections)."""
 
 
 class Where:
@@ -61,6 +66,8 @@ def filter_where(scope: Scope, f: Filters) -> Where:
         where.add("domain = {}", f.domain)
     if f.sources:
         where.add("source = ANY({}::text[])", list(f.sources))
+        if MANUALLY_ADDED not in f.sources:  # lets the planner use the partial index
+            where.parts.append(f"source <> '{MANUALLY_ADDED}'")
     if f.types:
         where.add("type = ANY({}::text[])", list(f.types))
     if f.description:
@@ -72,6 +79,8 @@ def filter_where(scope: Scope, f: Filters) -> Where:
             where.add("description ILIKE {}", f"%{escaped}%")
     if f.list_id is not None:
         where.add("list_id = {}", f.list_id)
+        if f.list_id:
+            where.parts.append("list_id <> ''")
     return where
 
 
@@ -81,7 +90,8 @@ class Store:
 
     @classmethod
     async def connect(cls, dsn: str, min_size: int = 2, max_size: int = 10) -> Store:
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
+                                         reset=keep_session)
         return cls(pool)
 
     async def close(self) -> None:
