@@ -14,18 +14,26 @@ from services.suppression.store import Output, Store
 
 Producer = Callable[[Output], Awaitable[None]]
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson"}
-QUEUE_CHUNKS = 16
+QUEUE_CHUNKS = 8
+WRITE_BYTES = 256 * 1024  # memory per export: at most QUEUE_CHUNKS + 1 of these
 
 
 async def stream(produce: Producer) -> AsyncIterator[bytes]:
     queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=QUEUE_CHUNKS)
+    pending = bytearray()
 
     async def output(chunk: bytes) -> None:
-        await queue.put(bytes(chunk))  # asyncpg hands over a bytearray
+        # COPY arrives in pieces of a few kilobytes; the client gets fewer, bigger writes.
+        pending.extend(chunk)
+        if len(pending) >= WRITE_BYTES:
+            await queue.put(bytes(pending))
+            pending.clear()
 
     async def run() -> None:
         try:
             await produce(output)
+            if pending:
+                await queue.put(bytes(pending))
         finally:
             await queue.put(None)
 

@@ -97,14 +97,17 @@ class Suppressions:
 
     async def search(self, scope: Scope, q: Mapping[str, str]) -> dict[str, Any]:
         search: Search = parse_search(q)
-        records, total, more = await self.store.search(scope, search)
+        records, total, exact, more = await self.store.search(scope, search)
         next_cursor = None
         if search.cursor_mode and more and records:
             last = records[-1]
             next_cursor = Cursor(last.updated, last.id, total)
-        return {"results": [r.to_json() for r in records],
-                "links": links(search, total, len(records), next_cursor),
-                "total_count": total}
+        out = {"results": [r.to_json() for r in records],
+               "links": links(search, total, len(records), next_cursor),
+               "total_count": total}
+        if not exact:  # past store.COUNT_CAP matches: the planner's estimate
+            out["total_count_estimated"] = True
+        return out
 
     async def summary(self, scope: Scope) -> dict[str, Any]:
         counts = await self.store.summary(scope)

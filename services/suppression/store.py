@@ -17,6 +17,7 @@ RECORD_COLUMNS = ("recipient, type, source, description, list_id, subaccount_id,
                   "updated, id")
 Output = Callable[[bytes], Coroutine[Any, Any, None]]
 KEY = "(account_id, recipient, subaccount_id, list_id, type)"
+COUNT_CAP = 100_000  # search totals are exact up to this many matches
 NOTIFY_CHANNEL = "suppression_imports"
 STAGING_COLUMNS = ("line", "recipient", "list_id", "type", "domain", "description")
 
@@ -186,10 +187,15 @@ class Store:
 
     # --- search and summary ---------------------------------------------------------------
 
-    async def search(self, scope: Scope, search: Search) -> tuple[list[Record], int, bool]:
-        """One page, the total of the filtered set, whether more follow."""
+    async def search(self, scope: Scope, search: Search) -> tuple[list[Record], int, bool,
+                                                                  bool]:
+        """One page, the total of the filtered set, whether it is exact, whether more follow.
+
+        The total is counted up to COUNT_CAP matches; past that the planner's estimate
+        stands in (counting millions of index entries for every first page would cost
+        seconds). Cursor pages carry the first page's total."""
         where = filter_where(scope, search.filters)
-        count_sql = f"SELECT count(*) FROM suppression.entries WHERE {where.sql()}"
+        matching = f"SELECT 1 FROM suppression.entries WHERE {where.sql()}"
         count_args = list(where.args)
         desc = not search.filters.ascending
         cursor = search.cursor
@@ -202,12 +208,20 @@ class Store:
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
                                                                  readonly=True):
             rows = await conn.fetch(page_sql, *where.args)
+            exact = True
             if cursor is not None:
                 total = cursor.total
             else:
-                total = int(await conn.fetchval(count_sql, *count_args))
+                total = int(await conn.fetchval(
+                    f"SELECT count(*) FROM ({matching} LIMIT {COUNT_CAP + 1}) AS m",
+                    *count_args))
+                if total > COUNT_CAP:
+                    plan = json.loads(await conn.fetchval(f"EXPLAIN (FORMAT JSON) {matching}",
+                                                          *count_args))
+                    total = max(total, int(plan[0]["Plan"]["Plan Rows"]))
+                    exact = False
         more = len(rows) > search.per_page
-        return [record_of(r) for r in rows[: search.per_page]], total, more
+        return [record_of(r) for r in rows[: search.per_page]], total, exact, more
 
     async def summary(self, scope: Scope) -> dict[str, int]:
         where = scope_where(scope)
@@ -235,12 +249,18 @@ class Store:
                       f" FROM suppression.entries WHERE {where.sql()} {order}")
             quote, delimiter, header = '"', ",", True
         else:
-            select = (f"SELECT json_build_object('recipient', recipient, 'type', type, "
-                      f"'source', source, 'description', description, "
-                      f"'list_id', NULLIF(list_id, ''), 'subaccount_id', subaccount_id, "
-                      f"'created', {stamp.format('created')}, "
-                      f"'updated', {stamp.format('updated')})::text "
-                      f"FROM suppression.entries WHERE {where.sql()} {order}")
+            # Built by concatenation (twice as fast as json_build_object): type, source and
+            # list_id come from closed alphabets; recipient and description go through
+            # to_json, which quotes and escapes them.
+            select = (f"""SELECT '{{"recipient":' || to_json(recipient)
+                    || ',"type":"' || type || '","source":"' || source
+                    || '","description":' || to_json(description)
+                    || ',"list_id":' || CASE WHEN list_id = '' THEN 'null'
+                                             ELSE '"' || list_id || '"' END
+                    || ',"subaccount_id":' || subaccount_id
+                    || ',"created":"' || {stamp.format('created')}
+                    || '","updated":"' || {stamp.format('updated')} || '"}}'
+                FROM suppression.entries WHERE {where.sql()} {order}""")
             # JSON text never holds raw control characters, so CSV mode with \x01 as the
             # quote and \x02 as the delimiter writes each object as it is, one a line.
             quote, delimiter, header = "\x01", "\x02", False

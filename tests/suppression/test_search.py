@@ -221,3 +221,16 @@ async def test_summary_counts_each_source_and_the_total(seeded: Api) -> None:
 
 async def test_summary_of_an_empty_account_is_zeroes(api: Api) -> None:
     assert (await api.summary()).json()["results"]["total"] == 0
+
+
+async def test_past_the_count_cap_the_total_is_an_estimate_and_says_so(
+        seeded: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.suppression import store as store_module
+
+    exact = (await seeded.search()).json()
+    assert exact["total_count"] == 12 and "total_count_estimated" not in exact
+    monkeypatch.setattr(store_module, "COUNT_CAP", 5)
+    body = (await seeded.search(cursor="initial", per_page=4)).json()
+    assert body["total_count_estimated"] is True
+    assert body["total_count"] >= 6
+    assert len(body["results"]) == 4
