@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from authsvc import credentials
+from authsvc.batch import Batcher
 from authsvc.cache import TTLCache
 from authsvc.config import Config
 from authsvc.decision import Network, Principal, deny
@@ -117,6 +118,7 @@ class KeyService:
         self.cache: TTLCache[bytes, CachedKey] = TTLCache(config.key_cache_ttl,
                                                            config.key_cache_size)
         self._hash_of: dict[str, bytes] = {}
+        self._lookups: Batcher[bytes, KeyRecord] = Batcher(store.keys_by_hash)
         events.listeners.append(self.forget)
 
     # -- the decision's path
@@ -127,7 +129,7 @@ class KeyService:
         digest = credentials.key_hash(key)
         entry = self.cache.get(digest)
         if entry is None:
-            record = await self.store.key_by_hash(digest)
+            record = await self._lookups.get(digest)
             if record is None:
                 raise deny("key_unknown", "no such API key")
             entry = CachedKey(record.hash, record.revoked_at is not None, principal_of(record))

@@ -94,13 +94,21 @@ class NewKey:
     expires_at: datetime | None
 
 
+async def _keep_session(conn: Conn) -> None:
+    return None
+
+
 class Store:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
     @classmethod
     async def connect(cls, dsn: str, min_size: int = 2, max_size: int = 10) -> Store:
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        # We never leave session state behind (no SET, LISTEN, advisory or cursors), so the
+        # pool's default reset query, one more round-trip per query, is skipped; asyncpg
+        # still rolls back a transaction left open.
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
+                                         reset=_keep_session)
         return cls(pool)
 
     async def close(self) -> None:
@@ -167,6 +175,14 @@ class Store:
             f"SELECT {KEY_COLUMNS} FROM auth.api_keys k"
             " JOIN auth.accounts a ON a.id = k.account_id WHERE k.hash = $1", digest)
         return None if row is None else _key(row)
+
+    async def keys_by_hash(self, digests: list[bytes]) -> dict[bytes, KeyRecord]:
+        rows = await self.pool.fetch(
+            f"SELECT {KEY_COLUMNS} FROM auth.api_keys k"
+            " JOIN auth.accounts a ON a.id = k.account_id WHERE k.hash = ANY($1::bytea[])",
+            digests)
+        records = (_key(r) for r in rows)
+        return {r.hash: r for r in records}
 
     async def key_by_id(self, key_id: str) -> KeyRecord | None:
         async with self.pool.acquire() as conn:
