@@ -170,12 +170,6 @@ class Store:
         assert record is not None
         return record
 
-    async def key_by_hash(self, digest: bytes) -> KeyRecord | None:
-        row = await self.pool.fetchrow(
-            f"SELECT {KEY_COLUMNS} FROM auth.api_keys k"
-            " JOIN auth.accounts a ON a.id = k.account_id WHERE k.hash = $1", digest)
-        return None if row is None else _key(row)
-
     async def keys_by_hash(self, digests: list[bytes]) -> dict[bytes, KeyRecord]:
         rows = await self.pool.fetch(
             f"SELECT {KEY_COLUMNS} FROM auth.api_keys k"
