@@ -115,9 +115,12 @@ class DecisionPath:
             if denial.failed_attempts is not None:
                 headers.append((FAILURES_HEADER_RAW, str(denial.failed_attempts).encode()))
         except Exception:
+            # PostgreSQL down, or a bug: never an allow; 503 lets the gateway serve a
+            # recently expired decision (stale-if-error) or refuse.
             log.exception("decision failed")
-            answer = APIError(500, "Internal error", "The decision failed").body()
-            status = 500
+            answer = {**APIError(503, "Unavailable", "The decision could not be made").body(),
+                      "reason": "auth_unavailable", "ttl": 0}
+            status = 503
         payload = json.dumps(answer, separators=(",", ":")).encode()
         headers.append((b"content-length", str(len(payload)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -42,6 +42,7 @@ REASONS: dict[str, tuple[int, int]] = {
     "subaccount_not_permitted": (403, 30),
     "grant_missing": (403, 10),
     "jwks_unavailable": (503, 0),
+    "auth_unavailable": (503, 0),
 }
 SUBACCOUNT_RE = re.compile(r"^[0-9]{1,18}$")
 METHOD_RE = re.compile(r"^[A-Z]{1,20}$")
@@ -82,6 +83,8 @@ class Question:
         resource, method = body.get("resource"), body.get("method")
         token, sub, ip = body.get("token"), body.get("subaccount"), body.get("client_ip")
         grants = body.get("grants")
+        if isinstance(sub, int) and not isinstance(sub, bool):
+            sub = str(sub)  # lenient: a gateway that sends the header as a number
         if not isinstance(method, str) or not METHOD_RE.match(method.upper()):
             raise deny("request_malformed", "`method` must be an HTTP method")
         if resource is not None and not isinstance(resource, str):
@@ -94,6 +97,7 @@ class Question:
         for name, value in (("token", token), ("subaccount", sub), ("client_ip", ip)):
             if value is not None and not isinstance(value, str):
                 raise deny("request_malformed", f"`{name}` must be a string or null")
+        assert sub is None or isinstance(sub, str)
         return cls(resource, method.upper(), token, sub, ip,
                    tuple(grants) if grants else None)
 

@@ -17,6 +17,7 @@ import uvicorn
 
 from authsvc.app import create_app
 from authsvc.config import Config
+from authsvc.store import Store
 from portcullis.procs import free_port
 
 ADMIN_TOKEN = "test-admin-token"
@@ -78,10 +79,11 @@ def base_config(pg_dsn: str, **overrides: Any) -> Config:
 
 
 @contextlib.asynccontextmanager
-async def running(config: Config) -> AsyncIterator[Api]:
+async def running(config: Config, store: Store | None = None) -> AsyncIterator[Api]:
     """An auth service on an ephemeral port in this event loop, for the block's duration."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port,
+    server = uvicorn.Server(uvicorn.Config(create_app(config, store), host="127.0.0.1",
+                                           port=port,
                                            log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve())
     while not server.started:

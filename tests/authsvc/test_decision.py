@@ -113,3 +113,26 @@ async def test_an_account_plan_carries_its_own_rate_limits(api: Api) -> None:
     key = await api.key(account, ["suppression_lists/view"])
     r = await api.authorize(str(key["key"]))
     assert r.json()["plan"] == {"rate_limits": limits}
+
+
+async def test_a_subaccount_sent_as_a_json_number_is_read_as_the_header(api: Api) -> None:
+    account = await api.account()
+    key = await api.key(account, ["suppression_lists/view"])
+    r = await api.client.post(api.base + "/v1/authorize", json={
+        "resource": "suppression_lists", "method": "GET", "token": key["key"],
+        "subaccount": 0, "client_ip": "127.0.0.1", "grants": None})
+    assert r.status_code == 200 and r.json()["subaccount_id"] == 0
+
+
+async def test_a_decision_that_cannot_reach_postgresql_is_a_503_never_an_allow(
+        pg_dsn: str) -> None:
+    from authsvc.store import Store
+    from tests.authsvc.conftest import base_config, running
+
+    store = await Store.connect(pg_dsn, 1, 2)
+    async with running(base_config(pg_dsn), store=store) as service:
+        await store.close()
+        r = await service.authorize("0" * 40)
+        assert r.status_code == 503
+        assert r.json()["reason"] == "auth_unavailable" and r.json()["ttl"] == 0
+        assert (await service.client.get(service.base + "/healthz")).status_code == 503
