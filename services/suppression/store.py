@@ -331,9 +331,9 @@ class JobStore:
         self.conn = conn
 
     async def claim(self, lease_seconds: int) -> dict[str, Any] | None:
-        """Take the oldest runnable job: queued, or running with a lapsed lease (its worker
-        died), and no older unfinished job of the same account (an account's jobs run in
-        order, one at a time)."""
+        """Take the first runnable job in queue order: queued, or running with a lapsed lease
+        (its worker died), with no earlier unfinished job of the same account (an account's
+        jobs run one at a time, in the order their uploads completed)."""
         async with self.conn.transaction():
             row = await self.conn.fetchrow(
                 """UPDATE suppression.import_jobs j
@@ -346,9 +346,10 @@ class JobStore:
                               OR (c.state = 'running' AND c.lease_until < now()))
                          AND NOT EXISTS (
                              SELECT 1 FROM suppression.import_jobs o
-                             WHERE o.account_id = c.account_id AND o.id < c.id
+                             WHERE o.account_id = c.account_id
+                               AND (o.queued, o.id) < (c.queued, c.id)
                                AND o.state IN ('queued', 'running'))
-                       ORDER BY c.id
+                       ORDER BY c.queued, c.id
                        FOR UPDATE SKIP LOCKED
                        LIMIT 1)
                    RETURNING *""", float(lease_seconds))

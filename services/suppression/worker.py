@@ -21,6 +21,7 @@ from services.suppression.store import NOTIFY_CHANNEL, JobStore
 log = logging.getLogger("suppression.worker")
 FILL_BYTES = 4 << 20  # keep this much of the file decoded ahead of the parser
 IDLE_POLL = 1.0  # seconds between polls when no notification arrives
+RECONNECT_DELAY = 1.0
 
 
 async def process(job: dict[str, Any], jobs: JobStore, reader_conn: asyncpg.Connection,
@@ -75,26 +76,42 @@ async def run_one(config: Config, jobs: JobStore, reader_conn: asyncpg.Connectio
     return True
 
 
-async def run(config: Config, stop: asyncio.Event) -> None:
-    wake = asyncio.Event()
-    conn = await asyncpg.connect(config.database_url)
-    reader_conn = await asyncpg.connect(config.database_url)
-    listener = await asyncpg.connect(config.database_url)
-    await listener.add_listener(NOTIFY_CHANNEL, lambda *_: wake.set())
-    jobs = JobStore(conn)
-    await jobs.ensure_staging()
+async def pause(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:
+    """Until a notification, a stop or the timeout, whichever comes first."""
+    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
+    await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waiters:
+        waiter.cancel()
+
+
+async def serve(config: Config, stop: asyncio.Event, wake: asyncio.Event) -> None:
+    conns = [await asyncpg.connect(config.database_url) for _ in range(3)]
+    conn, reader_conn, listener = conns
     try:
+        await listener.add_listener(NOTIFY_CHANNEL, lambda *_: wake.set())
+        jobs = JobStore(conn)
+        await jobs.ensure_staging()
         while not stop.is_set():
             if await run_one(config, jobs, reader_conn):
                 continue
             wake.clear()
-            waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
-            await asyncio.wait(waiters, timeout=IDLE_POLL, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in waiters:
-                waiter.cancel()
+            await pause(wake, stop, IDLE_POLL)
     finally:
-        for c in (listener, reader_conn, conn):
-            await c.close()
+        for c in conns:
+            if not c.is_closed():
+                await c.close()
+
+
+async def run(config: Config, stop: asyncio.Event) -> None:
+    """Work until `stop` is set; a lost database connection means reconnecting (a job cut
+    short is claimed again once its lease lapses)."""
+    wake = asyncio.Event()
+    while not stop.is_set():
+        try:
+            await serve(config, stop, wake)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            log.exception("worker lost the database; reconnecting")
+            await pause(asyncio.Event(), stop, RECONNECT_DELAY)
 
 
 def main(config: Config) -> None:
