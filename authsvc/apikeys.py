@@ -40,8 +40,17 @@ def in_scope(ctx: Context, record: KeyRecord) -> bool:
     return record.subaccount_id == (ctx.subaccount_id or None)
 
 
+def holds(ctx: Context, grant: str) -> bool:
+    """Held outright, or a `view` covered by the same resource's `manage` (which already
+    allows every read): giving a read-only key is no escalation."""
+    if grant in ctx.grants:
+        return True
+    resource, _, action = grant.rpartition("/")
+    return action == "view" and f"{resource}/manage" in ctx.grants
+
+
 def at_most_held(ctx: Context, grants: tuple[str, ...]) -> tuple[str, ...]:
-    extra = [g for g in grants if g not in ctx.grants]
+    extra = [g for g in grants if not holds(ctx, g)]
     if extra:
         raise Forbidden(f"a key cannot grant what it does not hold: {', '.join(extra)}")
     return grants

@@ -71,7 +71,10 @@ async def test_a_created_key_is_shown_once_then_listed_masked_and_works(api: Api
 @pytest.mark.parametrize(("held", "asked", "status"), [
     (ALL, ["suppression_lists/view"], 200),
     (ALL, [MANAGE], 200),
+    ([MANAGE, "suppression_lists/manage"], ["suppression_lists/view"], 200),
     ([MANAGE], ["suppression_lists/manage"], 403),
+    ([MANAGE], ["suppression_lists/view"], 403),
+    ([MANAGE, "suppression_lists/view"], ["suppression_lists/view"], 200),
     ([MANAGE, "suppression_lists/view"], ["suppression_lists/manage"], 403),
     ([MANAGE, "suppression_lists/view"], ["suppression_lists/view", "templates/view"], 403),
 ])
