@@ -11,8 +11,8 @@ from starlette.routing import Route
 
 from authsvc import keys as keyrules
 from authsvc.errors import Invalid, NotFound, Unauthorized
+from authsvc.issuers import check_issuer, describe_issuer
 from authsvc.runtime import Runtime
-from authsvc.tokens import check_issuer, describe_issuer
 from authsvc.web import json_object, path_int, whole_number
 
 
