@@ -14,7 +14,7 @@ from services.suppression.entries import (
 )
 from services.suppression.errors import ComplianceLocked, InvalidRequest, NotFound
 from services.suppression.model import SUMMARY_KEYS, TYPES, Scope
-from services.suppression.recipient import BadRecipient, canonical, valid_list_id
+from services.suppression.recipient import BadRecipient, canonical, canonical_fast, valid_list_id
 from services.suppression.search import (
     MAX_PER_PAGE,
     SEARCH_PATH,
@@ -136,7 +136,7 @@ class Suppressions:
             try:
                 if not isinstance(value, str):
                     raise BadRecipient("Recipient must be a string")
-                wanted.append(canonical(value))
+                wanted.append(canonical_fast(value))
             except BadRecipient as exc:
                 invalid.append({"recipient": str(value), "reason": str(exc)})
         rows = await self.store.batch_lookup(scope, wanted, (kind,) if kind else (), list_id)

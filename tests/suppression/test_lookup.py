@@ -72,3 +72,22 @@ async def test_batch_lookup_refuses_bad_bodies(api: Api, body: object, message: 
     resp = await api.lookup(body)
     assert resp.status_code == 400
     assert error_messages(resp) == [message]
+
+
+@pytest.mark.parametrize("raw", [
+    "plain@example.com", "Mixed.Case+tag@example.com", " padded@example.com ",
+    "upper@EXAMPLE.COM", "a@b", "dots..local@example.com", "x@.example.com",
+    "x@example.com.", "x@exa..mple.com", "x" * 64 + "@example.com", "x" * 65 + "@example.com",
+    "a@" + "b" * 252, "a@" + "b" * 251, "tab\t@example.com", "two@at@example.com", "@example.com",
+    "nodomain@", "ünï@exämple.com", "x@EXAMPLE.com",
+])
+def test_the_fast_canonical_path_agrees_with_the_full_rules(raw: str) -> None:
+    from services.suppression.recipient import BadRecipient, canonical, canonical_fast
+
+    def outcome(fn: object) -> str:
+        try:
+            return fn(raw)  # type: ignore[operator, no-any-return]
+        except BadRecipient as exc:
+            return f"error: {exc}"
+
+    assert outcome(canonical_fast) == outcome(canonical)
