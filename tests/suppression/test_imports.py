@@ -12,6 +12,8 @@ import pytest
 
 from services.suppression import worker
 from services.suppression.config import Config
+from services.suppression.model import Scope
+from services.suppression.store import Store
 from tests.suppression.conftest import BASE, Api, error_messages
 
 IMPORTS = f"{BASE}/imports"
@@ -19,11 +21,12 @@ IMPORTS = f"{BASE}/imports"
 
 @pytest.fixture(scope="module")
 async def running_worker(config: Config) -> AsyncIterator[None]:
+    """Two workers, as in production: they share the queue."""
     stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(config, stop))
+    tasks = [asyncio.create_task(worker.run(config, stop)) for _ in range(2)]
     yield
     stop.set()
-    await asyncio.wait_for(task, 30)
+    await asyncio.wait_for(asyncio.gather(*tasks), 30)
 
 
 async def submit(api: Api, body: bytes, ctype: str = "text/csv",
@@ -204,3 +207,37 @@ async def test_uploads_that_cannot_be_imported_are_refused(api: Api, body: bytes
 async def test_unknown_jobs_are_404(api: Api) -> None:
     assert (await api.call("GET", f"{IMPORTS}/999999999")).status_code == 404
     assert (await api.call("GET", f"{IMPORTS}/999999999/rejects")).status_code == 404
+
+
+async def test_a_job_whose_worker_died_is_taken_up_again(running_worker: None, api: Api,
+                                                        store: Store) -> None:
+    body = b"recipient,type\nrevived@example.com,transactional\n"
+    # Stage a job as if a worker had claimed it and died: running, its lease lapsed.
+    job_id = await store.create_job(Scope(api.account_id, None), "csv")
+    await store.add_chunk(job_id, 0, body)
+    await store.pool.execute(
+        """UPDATE suppression.import_jobs SET state = 'running', attempts = 1,
+               queued = now(), bytes_total = $2, lease_until = now() - interval '1 second'
+           WHERE id = $1""", job_id, len(body))
+    job = await finished(api, str(job_id))
+    assert (job["state"], job["attempts"], job["rows_written"]) == ("done", 2, 1)
+    assert (await api.get("revived@example.com")).status_code == 200
+
+
+async def test_a_job_with_a_live_lease_is_left_to_its_worker(running_worker: None, api: Api,
+                                                            store: Store) -> None:
+    job_id = await store.create_job(Scope(api.account_id, None), "csv")
+    await store.pool.execute(
+        """UPDATE suppression.import_jobs SET state = 'running', queued = now(),
+               lease_until = now() + interval '1 hour' WHERE id = $1""", job_id)
+    # A later job of the same account waits behind it; another account's job does not.
+    later = await submit(api, b"recipient,type\nlater@example.com,transactional\n")
+    other = Api(api.clients, api.account_id + 1)
+    done = await finished(other, (await submit(other, b"recipient,type\no@example.com,"
+                                                      b"transactional\n"))["id"])
+    assert done["state"] == "done"
+    resp = await api.call("GET", f"{IMPORTS}/{later['id']}")
+    assert resp.json()["results"]["state"] == "queued"
+    await store.pool.execute(
+        "UPDATE suppression.import_jobs SET state = 'done' WHERE id = $1", job_id)
+    assert (await finished(api, later["id"]))["state"] == "done"
