@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+import asyncpg
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -15,13 +16,15 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from portcullis.context import Context, GatewayContextMiddleware
-from portcullis.errors import exception_handlers
+from portcullis.errors import error_response, exception_handlers
 from services.suppression import imports
 from services.suppression.config import Config
 from services.suppression.errors import (
+    Conflict,
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+    Unavailable,
     UnsupportedMediaType,
 )
 from services.suppression.export import export_rows, stream
@@ -147,6 +150,16 @@ async def get_import(request: Request) -> Response:
     return ok({"results": imports.job_json(job, BASE)})
 
 
+async def cancel_import(request: Request) -> Response:
+    job_id = request.path_params["job_id"]
+    state = await request.app.state.store.cancel_job(scope_of(request), job_id)
+    if state is None:
+        raise NotFound("Import job not found")
+    if state != "queued":
+        raise Conflict(f"Import job is {state}", "Only a queued job can be cancelled")
+    return Response(status_code=204)
+
+
 async def list_imports(request: Request) -> Response:
     jobs = await request.app.state.store.jobs(scope_of(request), 100)
     return ok({"results": [imports.job_json(j, BASE) for j in jobs]})
@@ -183,6 +196,15 @@ async def healthz(request: Request) -> Response:
     return ok({"status": "ok"})
 
 
+# PostgreSQL out of reach (down, restarting, out of connections): 503, retry later.
+DB_DOWN = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+           asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
+
+
+async def unavailable(request: Request, exc: Exception) -> Response:
+    return error_response(Unavailable())
+
+
 def routes(role: Role) -> list[Route]:
     health = [Route("/healthz", healthz, methods=["GET"])]
     if role == "lookup":
@@ -197,6 +219,7 @@ def routes(role: Role) -> list[Route]:
         Route(f"{BASE}/imports", post_import, methods=["POST"]),
         Route(f"{BASE}/imports", list_imports, methods=["GET", "HEAD"]),
         Route(f"{BASE}/imports/{{job_id:int}}", get_import, methods=["GET", "HEAD"]),
+        Route(f"{BASE}/imports/{{job_id:int}}", cancel_import, methods=["DELETE"]),
         Route(f"{BASE}/imports/{{job_id:int}}/rejects", get_rejects, methods=["GET", "HEAD"]),
         Route(f"{BASE}/export", export, methods=["GET", "HEAD"]),
         Route(f"{BASE}/openapi.json", openapi, methods=["GET", "HEAD"]),
@@ -226,7 +249,7 @@ def create_app(config: Config, store: Store | None = None, role: Role = "list") 
         # The OpenAPI document is public (its route has auth: none); all else is signed.
         middleware=[Middleware(GatewayContextMiddleware, secret=config.signing_secret,
                                open_paths=("/healthz", f"{BASE}/openapi.json"))],
-        exception_handlers=exception_handlers(),
+        exception_handlers={**exception_handlers(), **{e: unavailable for e in DB_DOWN}},
         lifespan=lifespan,
     )
     if store is not None:  # ready without a lifespan (tests drive the app in-process)

@@ -45,3 +45,14 @@ def invalid_entries(problems: list[tuple[str, str]]) -> InvalidRequest:
     extra = [{"message": why, "code": "1400", "description": f"{where}: {why}"}
              for where, why in rest]
     return InvalidRequest(first[1], f"{first[0]}: {first[1]}", extra=extra)
+
+
+class Conflict(APIError):
+    def __init__(self, message: str, description: str | None = None) -> None:
+        super().__init__(409, message, description, "1409")
+
+
+class Unavailable(APIError):
+    def __init__(self) -> None:
+        super().__init__(503, "Service Unavailable",
+                         "The suppression store cannot be reached; retry shortly", "1503")

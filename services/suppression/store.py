@@ -300,6 +300,22 @@ class Store:
             await conn.execute("DELETE FROM suppression.import_chunks WHERE job_id = $1",
                                job_id)
 
+    async def cancel_job(self, scope: Scope, job_id: int) -> str | None:
+        """Cancel a queued job; returns the job's state before (None: no such job)."""
+        where = scope_where(scope)
+        where.add("id = {}", job_id)
+        async with self.pool.acquire() as conn, conn.transaction():
+            state = await conn.fetchval(
+                f"SELECT state FROM suppression.import_jobs WHERE {where.sql()} FOR UPDATE",
+                *where.args)
+            if state == "queued":
+                await conn.execute(
+                    """UPDATE suppression.import_jobs
+                       SET state = 'cancelled', finished = now() WHERE id = $1""", job_id)
+                await conn.execute("DELETE FROM suppression.import_chunks WHERE job_id = $1",
+                                   job_id)
+        return None if state is None else str(state)
+
     async def job(self, scope: Scope, job_id: int) -> dict[str, Any] | None:
         where = scope_where(scope)
         where.add("id = {}", job_id)

@@ -241,3 +241,27 @@ async def test_a_job_with_a_live_lease_is_left_to_its_worker(running_worker: Non
     await store.pool.execute(
         "UPDATE suppression.import_jobs SET state = 'done' WHERE id = $1", job_id)
     assert (await finished(api, later["id"]))["state"] == "done"
+
+
+async def test_a_queued_job_can_be_cancelled_and_only_a_queued_one(running_worker: None,
+                                                                  api: Api,
+                                                                  store: Store) -> None:
+    blocker = await store.create_job(Scope(api.account_id, None), "csv")
+    await store.pool.execute(
+        """UPDATE suppression.import_jobs SET state = 'running', queued = now(),
+               lease_until = now() + interval '1 hour' WHERE id = $1""", blocker)
+    waiting = await submit(api, b"recipient,type\ncancelled@example.com,transactional\n")
+    resp = await api.call("DELETE", f"{IMPORTS}/{waiting['id']}")
+    assert resp.status_code == 204
+    job = (await api.call("GET", f"{IMPORTS}/{waiting['id']}")).json()["results"]
+    assert job["state"] == "cancelled"
+    resp = await api.call("DELETE", f"{IMPORTS}/{waiting['id']}")
+    assert resp.status_code == 409
+    assert error_messages(resp) == ["Import job is cancelled"]
+    resp = await api.call("DELETE", f"{IMPORTS}/{blocker}")
+    assert resp.status_code == 409
+    assert error_messages(resp) == ["Import job is running"]
+    assert (await api.call("DELETE", f"{IMPORTS}/999999999")).status_code == 404
+    await store.pool.execute(
+        "UPDATE suppression.import_jobs SET state = 'done' WHERE id = $1", blocker)
+    assert (await api.get("cancelled@example.com")).status_code == 404

@@ -150,6 +150,8 @@ async def test_every_answer_matches_the_document(document: dict[str, Any], api: 
     await expect("GET", f"{BASE}/imports/{job['id']}", 200)
     await expect("GET", f"{BASE}/imports/{job['id']}/rejects", 200)
     await expect("GET", f"{BASE}/imports/0", 404)
+    await expect("DELETE", f"{BASE}/imports/{job['id']}", 409)
+    await expect("DELETE", f"{BASE}/imports/0", 404)
     await expect("GET", f"{BASE}/imports", 200)
     await expect("DELETE", f"{BASE}/a@example.com", 204, params={"list_id": "news"})
     await expect("DELETE", f"{BASE}/a@example.com", 404)
