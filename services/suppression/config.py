@@ -15,6 +15,7 @@ class Config:
     import_batch_rows: int = 50_000
     import_chunk_bytes: int = 1 << 20
     import_lease_seconds: int = 60
+    upload_stall_seconds: int = 900
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Config:

@@ -280,7 +280,10 @@ class Store:
 
     async def add_chunk(self, job_id: int, seq: int, data: bytes) -> None:
         await self.pool.execute(
-            "INSERT INTO suppression.import_chunks (job_id, seq, data) VALUES ($1, $2, $3)",
+            """WITH chunk AS (
+                   INSERT INTO suppression.import_chunks (job_id, seq, data)
+                   VALUES ($1, $2, $3))
+               UPDATE suppression.import_jobs SET touched = now() WHERE id = $1""",
             job_id, seq, data)
 
     async def queue_job(self, job_id: int, bytes_total: int) -> None:
@@ -374,6 +377,23 @@ class JobStore:
             await self.conn.execute(
                 "DELETE FROM suppression.import_rejects WHERE job_id = $1", row["id"])
         return dict(row)
+
+    async def fail_stalled_uploads(self, idle_seconds: int) -> list[int]:
+        """Fail uploads that made no progress for idle_seconds; free their chunks."""
+        async with self.conn.transaction():
+            rows = await self.conn.fetch(
+                """UPDATE suppression.import_jobs
+                   SET state = 'failed', error = 'The upload stalled and was abandoned',
+                       finished = now()
+                   WHERE state = 'uploading'
+                     AND touched < now() - make_interval(secs => $1)
+                   RETURNING id""", float(idle_seconds))
+            ids = [int(r["id"]) for r in rows]
+            if ids:
+                await self.conn.execute(
+                    "DELETE FROM suppression.import_chunks WHERE job_id = ANY($1::bigint[])",
+                    ids)
+        return ids
 
     async def chunks(self, job_id: int, batch: int = 4) -> AsyncGenerator[bytes, None]:
         seq = -1

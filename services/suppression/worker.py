@@ -105,6 +105,8 @@ async def serve(config: Config, stop: asyncio.Event, wake: asyncio.Event) -> Non
         while not stop.is_set():
             if await run_one(config, jobs, reader_conn):
                 continue
+            for job_id in await jobs.fail_stalled_uploads(config.upload_stall_seconds):
+                log.warning("import %s: upload stalled, abandoned", job_id)
             wake.clear()
             await pause(wake, stop, IDLE_POLL)
     finally:

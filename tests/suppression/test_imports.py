@@ -265,3 +265,17 @@ async def test_a_queued_job_can_be_cancelled_and_only_a_queued_one(running_worke
     await store.pool.execute(
         "UPDATE suppression.import_jobs SET state = 'done' WHERE id = $1", blocker)
     assert (await api.get("cancelled@example.com")).status_code == 404
+
+
+async def test_a_stalled_upload_is_failed_by_the_workers(running_worker: None, api: Api,
+                                                        store: Store) -> None:
+    job_id = await store.create_job(Scope(api.account_id, None), "csv")
+    await store.add_chunk(job_id, 0, b"recipient,type\n")
+    await store.pool.execute(
+        "UPDATE suppression.import_jobs SET touched = now() - interval '1 hour' WHERE id = $1",
+        job_id)
+    job = await finished(api, str(job_id))
+    assert job["state"] == "failed"
+    assert job["error"] == "The upload stalled and was abandoned"
+    assert await store.pool.fetchval(
+        "SELECT count(*) FROM suppression.import_chunks WHERE job_id = $1", job_id) == 0
