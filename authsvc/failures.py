@@ -21,6 +21,7 @@ class FailureCounter:
         self.redis = redis
         self.clock = clock
         self._counts: dict[str, tuple[int, int]] = {}  # address -> (window number, count)
+        self._warned_at = 0.0
 
     async def record(self, address: str) -> int:
         """Count one failure for `address`; the failures in its current window."""
@@ -33,8 +34,10 @@ class FailureCounter:
                 pipe.expire(key, self.window * 2)
                 count, _ = await pipe.execute()
                 return int(count)
-            except Exception as exc:  # Redis down: count here, say so once per call
-                log.warning("failed-auth counter falls back to local: %s", exc)
+            except Exception as exc:  # Redis down: count here; say so once a minute
+                if self.clock() - self._warned_at > 60:
+                    self._warned_at = self.clock()
+                    log.warning("failed-auth counter falls back to this process: %s", exc)
         current = self._counts.get(address)
         count = current[1] + 1 if current is not None and current[0] == slot else 1
         if len(self._counts) >= MAX_TRACKED and address not in self._counts:

@@ -22,14 +22,11 @@ from authsvc.failures import FailureCounter
 from authsvc.keys import KeyService
 from authsvc.store import Store
 
+SUBACCOUNT_TTL = 300.0
+
 
 class TokenVerifier(Protocol):
     async def principal_for(self, token: str, now: float) -> Principal: ...
-
-
-class NoTokens:
-    async def principal_for(self, token: str, now: float) -> Principal:
-        raise deny("jwt_wrong_issuer", "no JWT issuer is configured")
 
 
 class AuthService:
@@ -41,8 +38,7 @@ class AuthService:
         self.tokens = tokens
         self.failures = failures
         # Subaccounts are never deleted, so knowing one exists may be kept a while.
-        self._subaccounts: TTLCache[tuple[int, int], bool] = TTLCache(
-            max(config.key_cache_ttl, 0.0), 100_000)
+        self._subaccounts: TTLCache[tuple[int, int], bool] = TTLCache(SUBACCOUNT_TTL, 100_000)
 
     async def authorize(self, body: Any) -> dict[str, Any]:
         question = Question.from_body(body)
@@ -50,7 +46,9 @@ class AuthService:
             wanted = parse_subaccount(question.subaccount)
             principal = await self._principal(question.token)
         except Denial as denial:
-            if denial.status == 401 and question.client_ip:
+            # A guess counts; a request with no credential at all guesses nothing.
+            if (denial.status == 401 and denial.reason != "credential_missing"
+                    and question.client_ip):
                 denial.failed_attempts = await self.failures.record(question.client_ip)
             raise
         if not client_allowed(principal, question.client_ip):

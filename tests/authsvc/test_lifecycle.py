@@ -198,7 +198,9 @@ async def count_failures(api: Api) -> None:
         counts.append((r.json()["failed_attempts"], r.headers["x-auth-failures"]))
     start = counts[0][0]
     assert counts == [(start + i, str(start + i)) for i in range(3)]
-    # a valid key, or a 403, counts nothing; another address has its own count
+    # no credential, a valid key, or a 403 counts nothing; another address has its own
+    missing = await api.authorize(None, client_ip=address)
+    assert missing.status_code == 401 and "failed_attempts" not in missing.json()
     assert (await api.authorize(key["key"], client_ip=address)).status_code == 200
     forbidden = await api.authorize(key["key"], "DELETE", client_ip=address)
     assert forbidden.status_code == 403 and "failed_attempts" not in forbidden.json()
