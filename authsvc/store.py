@@ -239,12 +239,14 @@ class Store:
         """Insert `new` and let the old key live `grace_seconds` more; log the rotation."""
         async with self.pool.acquire() as conn, conn.transaction():
             old = await conn.fetchrow(
-                "SELECT revoked_at, rotated_to FROM auth.api_keys WHERE id = $1 FOR UPDATE",
-                old_id)
+                "SELECT revoked_at, rotated_to, expires_at <= now() AS expired"
+                " FROM auth.api_keys WHERE id = $1 FOR UPDATE", old_id)
             if old is None:
                 raise NotFound(f"key {old_id}")
             if old["revoked_at"] is not None:
                 raise Conflict(f"key {old_id} is revoked")
+            if old["expired"]:
+                raise Conflict(f"key {old_id} has expired")
             if old["rotated_to"] is not None:
                 raise Conflict(f"key {old_id} was already rotated to {old['rotated_to']}")
             record = await self._insert_key(conn, new)

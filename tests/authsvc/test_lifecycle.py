@@ -224,3 +224,15 @@ async def test_a_key_revoked_on_one_instance_is_refused_by_another_through_the_e
             return await status_of(other, key["key"]) == (401, "key_revoked")
 
         await until(refused)
+
+
+async def test_a_revoked_or_expired_key_cannot_be_rotated(api: Api) -> None:
+    account = await api.account()
+    revoked = await api.key(account, GRANTS)
+    await api.admin("DELETE", f"/admin/keys/{revoked['id']}")
+    past = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
+    expired = await api.key(account, GRANTS, expires_at=past)
+    for key in (revoked, expired):
+        r = await api.admin("POST", f"/admin/keys/{key['id']}/rotate", {})
+        assert r.status_code == 409, r.text
+    assert (await api.admin("POST", "/admin/keys/k_nope/rotate", {})).status_code == 404
