@@ -42,9 +42,12 @@ class Denial(APIError):
         self.reason = reason
         self.ttl = ttl
         self.failed_attempts: int | None = None
+        self.key_id: str | None = None  # a valid credential refused (403): which one
 
     def body(self) -> dict[str, Any]:
         out: dict[str, Any] = {"errors": self.entries, "reason": self.reason, "ttl": self.ttl}
         if self.failed_attempts is not None:
             out["failed_attempts"] = self.failed_attempts
+        if self.key_id is not None:
+            out["key_id"] = self.key_id
         return out

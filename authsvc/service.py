@@ -51,11 +51,16 @@ class AuthService:
                     and question.client_ip):
                 denial.failed_attempts = await self.failures.record(question.client_ip)
             raise
-        if not client_allowed(principal, question.client_ip):
-            raise deny("ip_not_allowed", "this credential may not be used from this address")
-        subaccount_id = await acting_subaccount(principal, wanted, self.subaccount_exists)
-        return decide(principal, question, subaccount_id, self.config.decision_ttl,
-                      self.config.default_rate_limits)
+        try:
+            if not client_allowed(principal, question.client_ip):
+                raise deny("ip_not_allowed", "this credential may not be used from this address")
+            subaccount_id = await acting_subaccount(principal, wanted, self.subaccount_exists)
+            return decide(principal, question, subaccount_id, self.config.decision_ttl,
+                          self.config.default_rate_limits)
+        except Denial as denial:
+            # Named, so a gateway can drop this cached denial when the key's grants change.
+            denial.key_id = principal.key_id
+            raise
 
     async def _principal(self, header: str | None) -> Principal:
         try:

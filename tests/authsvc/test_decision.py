@@ -53,6 +53,7 @@ async def test_each_method_needs_view_or_manage_as_the_grant_rule_says(
     else:
         assert r.status_code == 403, r.text
         assert_denial(r.json(), "grant_missing")
+        assert r.json()["key_id"] == key["id"]
 
 
 @pytest.mark.parametrize(("key_grants", "route_grants", "method", "status"), [
