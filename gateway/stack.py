@@ -187,7 +187,7 @@ class Stack:
                 continue
             res = subprocess.run(
                 [sys.executable, "-m", "gateway.cli", "apply", "-f", str(path),
-                 "--url", self.url("control"), "--token", self.admin_token],
+                 "--url", self.url("control")],  # the token goes by environment, not argv
                 env=self.env(), cwd=ROOT, capture_output=True, text=True, check=False)
             if res.returncode != 0:
                 raise StartError(f"applying {path.name} failed:\n{res.stdout}{res.stderr}")

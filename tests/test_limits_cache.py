@@ -139,7 +139,7 @@ def test_redis_down_falls_back_to_local_limits_and_back(
     back = phase()
     metrics = httpx.get(stack.url("metrics") + "/metrics").text
     assert "gateway_redis_fallback_total" in metrics
-    assert _redis_has_limit_keys(stack, name)  # global limits resumed in Redis
+    assert _redis_limit_scripts_run(stack) > 0  # global limits resumed in Redis
     print(f"redis up {dict(up)}, down {dict(down)}, back {dict(back)}")
 
 
@@ -152,11 +152,13 @@ def _redis_ok(stack: Stack) -> bool:
         return False
 
 
-def _redis_has_limit_keys(stack: Stack, route_name: str) -> bool:
+def _redis_limit_scripts_run(stack: Stack) -> int:
+    """Limit scripts Redis ran since it (re)started (its command stats start at zero)."""
     import redis
 
-    r = redis.Redis.from_url(str(stack.redis_url))
-    return bool(r.keys(f"rl:{route_name}:*"))
+    stats = redis.Redis.from_url(str(stack.redis_url)).info("commandstats")
+    return sum(int(stats.get(name, {}).get("calls", 0))
+               for name in ("cmdstat_evalsha", "cmdstat_eval"))
 
 
 def test_response_cache_isolates_accounts_and_a_write_is_read_back(
@@ -212,3 +214,144 @@ def test_metrics_expose_requests_latency_decisions_and_limits(
 def test_metrics_listen_on_loopback_only(stack: Stack) -> None:
     conf = (stack.gateway_prefix / "nginx.conf").read_text()
     assert f"listen 127.0.0.1:{stack.port('metrics')};" in conf
+
+
+@pytest.fixture
+def private_auth(stack: Stack) -> Iterator[tuple[Proc, int]]:
+    """An auth service of this test's own (decisions live 1 s), so stopping it leaves the
+    session's stack alone."""
+    import sys
+
+    from portcullis.procs import free_port
+
+    port = free_port()
+    env = {**stack.env(), "AUTHSVC_DECISION_TTL": "1"}
+    proc = Proc("private-auth", [sys.executable, "-m", "authsvc", "--host", "127.0.0.1",
+                                 "--port", str(port)], stack.logs / f"auth-{port}.log",
+                env=env)
+    proc.start()
+    proc.wait_http(f"http://127.0.0.1:{port}/healthz", 60)
+    yield proc, port
+    proc.stop()
+
+
+def test_auth_outage_serves_stale_decisions_in_the_window_then_503_and_recovers(
+        stack: Stack, make_tenant: Any, private_auth: tuple[Proc, int]) -> None:
+    auth_proc, auth_port = private_auth
+    node, port, metrics_port = stack.start_extra_gateway(unique("stale"), None,
+                                              authsvc_addr=f"127.0.0.1:{auth_port}",
+                                              auth_stale_ttl=4)
+    try:
+        known, newcomer = make_tenant(), make_tenant()
+        url = f"http://127.0.0.1:{port}/api/v1/suppression-list/stale@example.com"
+        with httpx.Client(timeout=10) as c:
+            assert c.get(url, headers={"Authorization": known.key}).status_code == 404
+            auth_proc.stop()
+            # the known caller keeps its (fresh, then stale) decision; a newcomer is refused
+            assert c.get(url, headers={"Authorization": known.key}).status_code == 404
+            refused = c.get(url, headers={"Authorization": newcomer.key})
+            assert refused.status_code == 503
+            assert refused.json()["errors"][0]["code"] == "1503"
+            # past the stale window everyone is refused, never allowed
+            deadline = time.monotonic() + 30
+            while c.get(url, headers={"Authorization": known.key}).status_code != 503:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+            assert 'gateway_decision_cache_total{result="stale"}' in metrics
+            assert "gateway_auth_errors_total" in metrics
+            auth_proc.start()
+            auth_proc.wait_http(f"http://127.0.0.1:{auth_port}/healthz", 60)
+            for who in (known, newcomer):
+                assert c.get(url, headers={"Authorization": who.key}).status_code == 404
+    finally:
+        node.stop()
+
+
+@pytest.mark.parametrize("with_redis", [True, False], ids=["redis-event", "revocation-poll"])
+def test_a_revoked_key_is_refused_through_both_gateway_nodes_long_before_its_ttl(
+        stack: Stack, tenant: Tenant, with_redis: bool) -> None:
+    node, port, _ = stack.start_extra_gateway(unique("rev"),
+                                              stack.redis_url if with_redis else None)
+    try:
+        created = stack.create_key(tenant.account_id, ["suppression_lists/manage"])
+        key = {"Authorization": str(created["key"])}
+        path = "/api/v1/suppression-list/rev@example.com"
+        urls = [stack.gateway_url + path, f"http://127.0.0.1:{port}{path}"]
+        with httpx.Client(timeout=10) as c:
+            for url in urls:  # cache an allow on both nodes (decision TTL: 30 s)
+                assert c.get(url, headers=key).status_code == 404
+                assert c.get(url, headers=key).status_code == 404
+            stack.admin("DELETE", f"/admin/keys/{created['id']}")
+            start = time.monotonic()
+            took = []
+            for url in urls:
+                while c.get(url, headers=key).status_code != 401:
+                    assert time.monotonic() - start < 20, "revocation never arrived"
+                    time.sleep(0.01)
+                took.append(time.monotonic() - start)
+        # well inside the 30 s decision TTL: the event (or the poll) evicted it
+        assert max(took) < 10
+        print(f"revocation seen after {[f'{t:.3f}s' for t in took]}")
+    finally:
+        node.stop()
+
+
+@pytest.mark.slow
+def test_under_load_the_auth_service_sees_one_call_per_credential_and_question(
+        stack: Stack, make_tenant: Any) -> None:
+    from tests.countproxy import CountingRelay
+
+    tenants = [make_tenant() for _ in range(3)]
+    with CountingRelay(stack.port("auth"), b"POST /v1/authorize ") as relay:
+        node, port, _ = stack.start_extra_gateway(unique("count"), None,
+                                                  authsvc_addr=f"127.0.0.1:{relay.port}")
+        try:
+            base = f"http://127.0.0.1:{port}/api/v1/suppression-list"
+            targets: list[tuple[str, dict[str, str]]] = []
+            for t in tenants:
+                for sub in (None, "0"):
+                    headers = {"Authorization": t.key}
+                    if sub is not None:
+                        headers["X-MSYS-SUBACCOUNT"] = sub
+                    targets.append((f"{base}/load@example.com", headers))
+            results = asyncio.run(drive_many(targets, clients=20, seconds=3))
+        finally:
+            node.stop()
+    total: Counter[int] = sum(results, Counter())
+    assert set(total) == {404}, total  # every request reached the service, none refused
+    assert sum(total.values()) > 500
+    # 3 credentials x 2 subaccount headers, one resource and method, TTL 30 s: 6 questions
+    assert relay.count == len(targets), (relay.count, total)
+    print(f"{sum(total.values())} requests, {relay.count} auth calls")
+
+
+def test_failed_authentication_is_limited_per_address_without_locking_out_known_keys(
+        stack: Stack, tenant: Tenant) -> None:
+    node, port, _ = stack.start_extra_gateway(
+        unique("brute"), None, failed_auth_limit={"limit": 5, "window": 60, "burst": 5})
+    try:
+        url = f"http://127.0.0.1:{port}/api/v1/suppression-list/brute@example.com"
+        with httpx.Client(timeout=10) as c:
+            assert c.get(url, headers={"Authorization": tenant.key}).status_code == 404
+            statuses = [c.get(url, headers={"Authorization": f"guess-{i:036d}"}).status_code
+                        for i in range(12)]
+            assert statuses[:5] == [401] * 5
+            assert set(statuses[6:]) == {429}
+            # a key whose decision is cached still works from that address
+            assert c.get(url, headers={"Authorization": tenant.key}).status_code == 404
+    finally:
+        node.stop()
+
+
+def test_routes_without_auth_are_limited_per_client_address(stack: Stack) -> None:
+    node, port, _ = stack.start_extra_gateway(
+        unique("anon"), None, anonymous_limit={"limit": 1, "window": 60, "burst": 3})
+    try:
+        url = f"http://127.0.0.1:{port}/api/v1/suppression-list/openapi.json"
+        with httpx.Client(timeout=10) as c:
+            statuses = [c.get(url).status_code for _ in range(6)]
+        assert statuses[:3] == [200] * 3
+        assert set(statuses[3:]) == {429}
+    finally:
+        node.stop()

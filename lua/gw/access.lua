@@ -61,12 +61,7 @@ function _M.run()
         end
         return
     end
-    if limit.failed_auth_blocked() then
-        return errors.exit(429, "Too many requests",
-            "Too many failed authentication attempts from this address", "1429",
-            { ["Retry-After"] = "60" })
-    end
-    local decision, err = auth.decide(route)
+    local decision, err = auth.decide(route, limit.failed_auth_blocked())
     if not decision then
         if err.status == 401 then
             limit.count_failed_auth()

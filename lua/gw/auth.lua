@@ -74,7 +74,47 @@ local function lookup(key)
     return entry
 end
 
+-- One question in flight per cache key on this node: the first request to miss asks, the
+-- others wait for its answer in the shared dict (polling every few ms), so a burst of
+-- requests with a new credential costs the auth service one call, not one per request.
+local LOCK_TTL = 5
+local WAIT_STEP = 0.002
+
+local function wait_for_answer(key, lock_key, t)
+    local dict = shared[DICT]
+    local deadline = now() + config.auth_timeout / 1000
+    while now() < deadline do
+        ngx.sleep(WAIT_STEP)
+        local json = dict:get(key)
+        local entry = json and decode(json)
+        if entry and fresh(entry, t) then
+            lru:set(key, entry, entry.expires - now() + config.auth_stale_ttl)
+            return entry
+        end
+        if not dict:get(lock_key) then
+            return nil -- the asker gave up (auth service failing): decide for ourselves
+        end
+    end
+    return nil
+end
+
+-- After a failed call this worker does not ask again for a moment: during an outage
+-- requests get their stale decision or a 503 at once instead of each waiting on a timeout.
+local CIRCUIT_TTL = 1
+local auth_down_until = 0
+
 local function ask(route, token, method, subaccount)
+    if now() < auth_down_until then
+        return nil, "auth service failing (circuit open)"
+    end
+    local entry, err = _M.ask(route, token, method, subaccount)
+    if not entry then
+        auth_down_until = now() + CIRCUIT_TTL
+    end
+    return entry, err
+end
+
+function _M.ask(route, token, method, subaccount)
     local res = capture(AUTH_LOCATION, {
         method = ngx.HTTP_POST,
         body = encode({
@@ -112,7 +152,9 @@ local function ask(route, token, method, subaccount)
 end
 
 -- Returns the allow decision, or nil and an error value for errors.send.
-function _M.decide(route)
+-- `cached_only`: the client address is over its failed-authentication limit, so only a
+-- credential with a cached decision gets through; anything else is not even asked about.
+function _M.decide(route, cached_only)
     local token = ngx.var.http_authorization
     if not token or token == "" then
         return nil, errors.new(401, "Unauthorized", "An API key is required in the "
@@ -128,12 +170,31 @@ function _M.decide(route)
     local entry = lookup(key)
     if entry and fresh(entry, t) then
         count("hit")
+    elseif cached_only then
+        return nil, errors.new(429, "Too many requests",
+            "Too many failed authentication attempts from this address", "1429",
+            { ["Retry-After"] = "60" })
     else
         count("miss")
-        local new, err = ask(route, token, method, subaccount)
+        local lock_key = "lock:" .. key
+        local new, err
+        if shared[DICT]:add(lock_key, true, LOCK_TTL) then
+            new, err = ask(route, token, method, subaccount)
+            if new then
+                store(key, new)
+            end
+            shared[DICT]:delete(lock_key)
+        else
+            new = wait_for_answer(key, lock_key, t)
+            if not new then
+                new, err = ask(route, token, method, subaccount)
+                if new then
+                    store(key, new)
+                end
+            end
+        end
         if new then
             entry = new
-            store(key, entry)
         else
             metrics.inc("gateway_auth_errors_total")
             log(ERR, "decision for ", route.name, " failed: ", err)

@@ -24,6 +24,7 @@ local _M = {}
 
 local CIRCUIT_TTL = 1
 local circuit_open_until = 0
+local last_logged = 0
 
 local function take(key, spec)
     if redis_limit.enabled() and ngx.now() >= circuit_open_until then
@@ -32,9 +33,13 @@ local function take(key, spec)
         if res then
             return gcra.decide(tonumber(res[2]), 0, interval, tolerance)
         end
-        circuit_open_until = ngx.now() + CIRCUIT_TTL
-        log(WARN, "redis limits unavailable, using local limits for ", CIRCUIT_TTL, "s: ",
-            err)
+        local t = ngx.now()
+        circuit_open_until = t + CIRCUIT_TTL
+        if t - last_logged >= CIRCUIT_TTL then
+            last_logged = t
+            log(WARN, "redis limits unavailable, using local limits for ", CIRCUIT_TTL,
+                "s: ", err)
+        end
         metrics.inc("gateway_redis_fallback_total")
     end
     return shdict_limit.take(key, spec)
@@ -78,8 +83,10 @@ function _M.check(route, decision)
             checks[#checks + 1] = { spec, true }
         end
     end
-    if not decision and route.auth == "none" and config.anonymous_limit then
-        checks[#checks + 1] = { config.anonymous_limit, false }
+    local anonymous = config.anonymous_limit
+    if not decision and route.auth == "none" and type(anonymous) == "table" then
+        anonymous.dimension = "client_ip"
+        checks[#checks + 1] = { anonymous, false }
     end
     local best
     for i = 1, #checks do

@@ -137,8 +137,10 @@ function _M.refresh()
     current, compiled_version = built, version
 end
 
+-- One dict read per request keeps every worker on the newest table the moment worker 0
+-- publishes it (the 0.1 s timer alone would leave a window where workers disagree).
 function _M.current()
-    if not current then
+    if shared[DICT]:get("version") ~= compiled_version then
         _M.refresh()
     end
     return current

@@ -67,10 +67,19 @@ function _M.enabled()
     return target ~= nil
 end
 
+-- Pooled connections outlive a Redis restart and then fail one by one. A failure moves the
+-- worker to a new pool name, so every connection after it is fresh.
+local epoch = 0
+
+function _M.discard_pool()
+    epoch = epoch + 1
+end
+
 function _M.connect(timeout)
     local red = redis_mod:new()
     red:set_timeouts(timeout or 100, 200, 200)
-    local ok, err = red:connect(target.host, target.port)
+    local ok, err = red:connect(target.host, target.port,
+        { pool = "gw_redis:" .. target.host .. ":" .. target.port .. ":" .. epoch })
     if not ok then
         return nil, err
     end
@@ -92,6 +101,7 @@ end
 function _M.take(key, interval, tolerance)
     local red, err = _M.connect()
     if not red then
+        _M.discard_pool()
         return nil, err
     end
     local res
@@ -101,6 +111,7 @@ function _M.take(key, interval, tolerance)
     end
     if not res then
         red:close()
+        _M.discard_pool()
         return nil, err
     end
     red:set_keepalive(60000, 256)
