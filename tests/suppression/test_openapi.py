@@ -180,3 +180,9 @@ def test_every_route_of_both_services_is_documented(document: dict[str, Any]) ->
             for method in route.methods or ():
                 if method != "HEAD":
                     assert method.lower() in document["paths"][template], (method, template)
+
+
+async def test_the_document_is_public(clients: dict[str, httpx.AsyncClient]) -> None:
+    resp = await clients["list"].get(f"{BASE}/openapi.json")
+    assert resp.status_code == 200
+    assert resp.json()["openapi"].startswith("3.")
