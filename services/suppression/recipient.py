@@ -16,7 +16,7 @@ MAX_ADDRESS = 254  # RFC 5321 path limit (256) less the angle brackets
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
 _LIST_ID = re.compile(r"[A-Za-z0-9._-]{1,255}")
 # Already canonical and plainly valid: the sending path's common case, checked in one match.
-_PLAIN = re.compile(r"[^\x00-\x20\x7f@]{1,64}@(?!\.)(?!.*\.\.)[a-z0-9.-]*[a-z0-9-]")
+PLAIN = re.compile(r"[^\x00-\x20\x7f@]{1,64}@(?!\.)(?!.*\.\.)[a-z0-9.-]*[a-z0-9-]")
 
 
 class BadRecipient(ValueError):
@@ -45,7 +45,7 @@ def canonical(raw: str) -> str:
 
 def canonical_fast(raw: str) -> str:
     """canonical(), with a shortcut for addresses that are already canonical."""
-    if len(raw) <= MAX_ADDRESS and _PLAIN.fullmatch(raw):
+    if len(raw) <= MAX_ADDRESS and PLAIN.fullmatch(raw):
         return raw
     return canonical(raw)
 
