@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.authsvc.conftest import Api
+from tests.authsvc.conftest import Api, basic
 
 
 @dataclass
@@ -62,11 +62,13 @@ CASES = [
 
 @pytest.mark.parametrize(("credential", "header_name", "status", "expected"), CASES)
 @pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("kind", ["raw key", "Basic key:", "Bearer key"])
 async def test_the_subaccount_header_is_honoured_as_sparkpost_does(
         api: Api, world: World, credential: str, header_name: str, status: int,
-        expected: str | int | None, method: str) -> None:
+        expected: str | int | None, method: str, kind: str) -> None:
     key = world.primary_key if credential == "primary" else world.sub_key
-    r = await api.authorize(key, method, subaccount=header(world, header_name))
+    token = {"raw key": key, "Basic key:": basic(key), "Bearer key": f"Bearer {key}"}[kind]
+    r = await api.authorize(token, method, subaccount=header(world, header_name))
     assert r.status_code == status, r.text
     body = r.json()
     if status == 200:
