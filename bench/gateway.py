@@ -1,0 +1,200 @@
+"""Benchmark: the gateway's cost, measured against bare nginx in the same run.
+
+One trivial upstream (an nginx answering 200 from memory) and, in front of it:
+  * bare   - nginx proxying to it with keep-alive, nothing else;
+  * local  - the full gateway path (route match, cached auth decision, GCRA limits in the
+             shared dict, context signing, balancer_by_lua) with the local limit policy;
+  * redis  - the same with limits in Redis (one EVALSHA per limit per request).
+Each is driven by wrk with the same connections and threads; throughput at `--connections`
+and latency at one connection (the added latency is the p50 difference at -c1).
+
+    .venv/bin/python -m bench.gateway [--seconds 10] [--connections 32] [--workers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gateway.render import detect
+from gateway.stack import PORTS, Stack, StackSettings
+from portcullis.procs import Proc, free_port
+from portcullis.redisserver import start_redis
+
+UPSTREAM_CONF = """
+worker_processes {workers};
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{ return 200 '{{"ok":true}}'; }}
+    }}
+}}
+"""
+
+BARE_CONF = """
+{user}
+worker_processes {workers};
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    upstream up {{ server 127.0.0.1:{upstream}; keepalive 256; keepalive_requests 1000000; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx(name: str, conf_text: str, root: Path) -> Proc:
+    prefix = root / name
+    prefix.mkdir(parents=True, exist_ok=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(conf_text.replace("{prefix}", str(prefix)))
+    proc = Proc(name, [detect().binary, "-p", str(prefix), "-c", str(conf)],
+                prefix / "stdout.log")
+    return proc.start()
+
+
+def wrk(url: str, seconds: int, connections: int, threads: int,
+        headers: dict[str, str]) -> dict[str, float]:
+    argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
+            "--latency"]
+    for k, v in headers.items():
+        argv += ["-H", f"{k}: {v}"]
+    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    pct = {}
+    for label, value, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", out,
+                                         re.M):
+        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+        pct[label] = float(value) * scale
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50_ms": pct.get("50", 0.0), "p99_ms": pct.get("99", 0.0),
+            "non2xx": float(non2xx.group(1)) if non2xx else 0.0}
+
+
+def measure(url: str, args: argparse.Namespace, headers: dict[str, str]) -> dict[str, float]:
+    wrk(url, 2, args.connections, args.threads, headers)  # warm up (keep-alive, caches)
+    load = wrk(url, args.seconds, args.connections, args.threads, headers)
+    quiet = wrk(url, max(3, args.seconds // 2), 1, 1, headers)
+    return {"rps": load["rps"], "p99_ms": load["p99_ms"], "non2xx": load["non2xx"],
+            "p50_c1_ms": quiet["p50_ms"], "p99_c1_ms": quiet["p99_ms"]}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix="portcullis-bench-gw-"))
+    root.chmod(0o755)
+    procs: list[Proc] = []
+    stack: Stack | None = None
+    try:
+        up_port, bare_port = free_port(), free_port()
+        user = "user nobody nogroup;" if os.geteuid() == 0 else ""
+        upstream = start_nginx("upstream", UPSTREAM_CONF.format(
+            workers=1, prefix="{prefix}", port=up_port), root)
+        procs.append(upstream)
+        bare = start_nginx("bare", BARE_CONF.format(
+            user=user, workers=args.workers, prefix="{prefix}", port=bare_port,
+            upstream=up_port), root)
+        procs.append(bare)
+        redis_port = free_port()
+        redis = start_redis(root / "redis", redis_port)
+        procs.append(redis)
+        ports = {name: free_port() for name in PORTS}
+        stack = Stack(StackSettings(
+            var=root / "stack", ports=ports, durable_pg=False,
+            redis_url=f"redis://127.0.0.1:{redis_port}/0", gateway_workers=args.workers,
+            gateway={"access_log": False, "log_level": "warn"}))
+        stack.start(say=lambda *_: None)
+        # A plan far above what this machine can send: the limits are checked, never hit.
+        plan = [{"dimension": "key", "limit": 10_000_000, "window": 1},
+                {"dimension": "account", "limit": 10_000_000, "window": 1}]
+        account = int(stack.admin("POST", "/admin/accounts",
+                                  {"name": "bench", "rate_limits": plan})["id"])
+        key = str(stack.create_key(account, ["bench/manage"])["key"])
+        route = {"name": "bench", "paths": ["/bench"], "resource": "bench", "owner": "bench",
+                 "upstream": {"targets": [f"127.0.0.1:{up_port}"]},
+                 "rate_limits": [{"dimension": "key", "limit": 10_000_000, "window": 1}]}
+        admin = {"Authorization": f"Bearer {stack.admin_token}"}
+        httpx.post(stack.url("control") + "/routes", json=route,
+                   headers=admin).raise_for_status()
+        headers = {"Authorization": key}
+        gw_url = f"{stack.gateway_url}/bench/x"
+        for _ in range(200):
+            if httpx.get(gw_url, headers=headers).status_code == 200:
+                break
+        redis_node, redis_node_port, _ = stack.start_extra_gateway(
+            "bench-redis", stack.redis_url, access_log=False, log_level="warn")
+        procs.append(redis_node)
+        # The main node: local limits (no Redis).
+        local_node, local_port, _ = stack.start_extra_gateway(
+            "bench-local", None, access_log=False, log_level="warn")
+        procs.append(local_node)
+        results = {
+            "bare": measure(f"http://127.0.0.1:{bare_port}/bench/x", args, {}),
+            "local": measure(f"http://127.0.0.1:{local_port}/bench/x", args, headers),
+            "redis": measure(f"http://127.0.0.1:{redis_node_port}/bench/x", args, headers),
+        }
+        return {"args": vars(args), "results": results}
+    finally:
+        if stack:
+            stack.stop()
+        for p in procs:
+            p.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def report(data: dict[str, Any]) -> str:
+    r = data["results"]
+    bare = r["bare"]
+    lines = [f"{'path':8} {'req/s':>10} {'x bare':>7} {'p99 ms':>8} {'p50@c1 ms':>10} "
+             f"{'added p50 ms':>13} {'non-2xx':>8}"]
+    for name in ("bare", "local", "redis"):
+        m = r[name]
+        lines.append(f"{name:8} {m['rps']:10.0f} {m['rps'] / bare['rps']:7.2f} "
+                     f"{m['p99_ms']:8.2f} {m['p50_c1_ms']:10.3f} "
+                     f"{m['p50_c1_ms'] - bare['p50_c1_ms']:13.3f} {m['non2xx']:8.0f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=int, default=10)
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="nginx workers, both sides")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+    data = run(args)
+    print(report(data))
+    if args.json:
+        args.json.write_text(json.dumps(data, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
