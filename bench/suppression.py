@@ -350,14 +350,18 @@ def main() -> int:
         results["csv_bytes"] = size
 
         sampler = MemorySampler([p.pid for p in stack.worker_procs])
+        list_sampler = MemorySampler([stack.procs[1].pid])  # the list service takes the upload
         sampler.start()
+        list_sampler.start()
         job = api_import(stack, csv_path)
         sampler.stop.set()
+        list_sampler.stop.set()
         assert job["state"] == "done", job
         base_s = asyncio.run(baseline_import(stack.cluster.dsn, csv_path))
         results["import"] = {
             "rows_per_s": args.rows / job["total_s"], "upload_s": job["upload_s"],
             "total_s": job["total_s"], "worker_peak_rss_mb": sampler.peak / 2**20,
+            "list_service_peak_rss_mb": list_sampler.peak / 2**20,
             "rows_written": job["rows_written"], "rows_rejected": job["rows_rejected"],
             "baseline_copy_merge_rows_per_s": args.rows / base_s}
         print(json.dumps({"import": results["import"]}), flush=True)

@@ -234,3 +234,26 @@ async def test_past_the_count_cap_the_total_is_an_estimate_and_says_so(
     assert body["total_count_estimated"] is True
     assert body["total_count"] >= 6
     assert len(body["results"]) == 4
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"types": "marketing"}, "Invalid types: marketing"),
+    ({"per_page": "0"}, "Invalid per_page"),
+    ({"page": "0"}, "Invalid page"),
+    ({"cursor": "-1"}, "Invalid cursor"),
+    ({"cursor": "abc"}, "Invalid cursor"),
+])
+async def test_get_of_one_recipient_refuses_bad_parameters(api: Api, params: dict[str, str],
+                                                           message: str) -> None:
+    await api.put("p@example.com", {"type": "transactional"})
+    resp = await api.get("p@example.com", params=params)
+    assert resp.status_code == 400
+    assert error_messages(resp) == [message]
+
+
+async def test_head_answers_like_get_without_a_body(api: Api) -> None:
+    await api.put("h@example.com", {"type": "transactional"})
+    resp = await api.call("HEAD", "/api/v1/suppression-list/h@example.com")
+    assert resp.status_code == 200 and resp.content == b""
+    resp = await api.call("HEAD", "/api/v1/suppression-list/none@example.com")
+    assert resp.status_code == 404
