@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from typing import Any
 
 import asyncpg
@@ -461,16 +460,3 @@ class JobStore:
                    WHERE id = $1""", job_id, "failed" if error else "done", error)
             await self.conn.execute("DELETE FROM suppression.import_chunks WHERE job_id = $1",
                                     job_id)
-
-
-@asynccontextmanager
-async def connection(dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
