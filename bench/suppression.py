@@ -77,8 +77,10 @@ def pct(values: list[float], p: float) -> float:
 
 
 class Stack:
-    def __init__(self, root: Path, lookup_workers: int, import_workers: int) -> None:
+    def __init__(self, root: Path, lookup_workers: int, import_workers: int,
+                 shared_buffers: str) -> None:
         self.root = root
+        self.shared_buffers = shared_buffers
         self.cluster = Cluster(root / "pg", free_port(), durable=False)
         self.procs: list[Proc] = []
         self.lookup_workers = lookup_workers
@@ -87,7 +89,8 @@ class Stack:
         self.worker_procs: list[Proc] = []
 
     def start(self) -> None:
-        self.cluster.start({"max_connections": "300", "work_mem": "64MB"})
+        self.cluster.start({"max_connections": "300", "work_mem": "64MB",
+                            "shared_buffers": self.shared_buffers})
         asyncio.run(migrate_all(self.cluster.dsn))
         env = dict(os.environ, DATABASE_URL=self.cluster.dsn, PORTCULLIS_SIGNING_SECRET=SECRET)
         for role, workers in (("lookup", self.lookup_workers), ("list", 1)):
@@ -332,6 +335,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10, help="per lookup measurement")
     parser.add_argument("--lookup-workers", type=int, default=2)
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument("--shared-buffers", default="4GB",
+                        help="PostgreSQL shared_buffers: lookups at 10M rows want the key "
+                             "and the hot pages in memory")
     parser.add_argument("--import-workers", type=int, default=1)
     parser.add_argument("--search-repeat", type=int, default=200)
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
@@ -341,8 +347,9 @@ def main() -> int:
         return 2
     work = Path(tempfile.mkdtemp(prefix="bench-suppression-"))
     os.chmod(work, 0o755)
-    stack = Stack(work, args.lookup_workers, args.import_workers)
-    results: dict[str, Any] = {"rows": args.rows, "cpus": os.cpu_count()}
+    stack = Stack(work, args.lookup_workers, args.import_workers, args.shared_buffers)
+    results: dict[str, Any] = {"rows": args.rows, "cpus": os.cpu_count(),
+                               "shared_buffers": args.shared_buffers}
     try:
         stack.start()
         csv_path = work / "rows.csv"
