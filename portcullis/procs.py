@@ -103,16 +103,33 @@ class Proc:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, sig)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.popen is None:
-            return
-        if self.alive():
-            self.signal(signal.SIGTERM)
+    def _exited_unreaped(self, timeout: float) -> bool:
+        """Wait for the leader to exit without reaping it: while it is an unreaped zombie its
+        pid, and so its process group id, cannot be handed to another process."""
+        deadline = time.monotonic() + timeout
+        while True:
             try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.signal(signal.SIGKILL)
-                self.popen.wait(5)
-        # Whatever the group left behind (workers of a killed master) goes too.
+                res = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return True
+            if res is not None:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        popen = self.popen
+        if popen is None or popen.returncode is not None:
+            return  # never started, or already reaped: its group id may belong to another
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGTERM)
+        if not self._exited_unreaped(timeout):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+            self._exited_unreaped(5)
+        # Whatever the group left behind (workers of a killed master) goes too; the leader
+        # is still unreaped, so the group id is still ours.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
+        popen.wait(5)

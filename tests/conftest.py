@@ -44,6 +44,27 @@ def pg_dsn(pg_cluster: Cluster) -> str:
     return pg_cluster.dsn
 
 
+@pytest.fixture
+def fresh_dsn(pg_cluster: Cluster) -> str:
+    """A new, empty database on the session's cluster: for tests that start a whole stack
+    of their own (its route table must not replace the session stack's)."""
+    import uuid
+
+    import asyncpg
+
+    name = f"fresh_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(pg_cluster.dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return pg_cluster.dsn.rsplit("/", 1)[0] + "/" + name
+
+
 @pytest.fixture(scope="session")
 def redis_proc(workdir: Path) -> Iterator[Proc]:
     port = free_port()

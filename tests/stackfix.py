@@ -189,6 +189,21 @@ def routes(stack: Stack) -> Iterator[RouteAdmin]:
         admin.delete(name)
 
 
+def metrics_text(url: str, *wanted: str, timeout: float = 10) -> str:
+    """The gateway's metrics once they show every `wanted` string: workers hand their
+    observations to the shared dict once a second, so poll for them."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        text = httpx.get(url).text
+        missing = [w for w in wanted if w not in text]
+        if not missing:
+            return text
+        assert time.monotonic() < deadline, f"metrics never showed {missing}"
+        time.sleep(0.05)
+
+
 def echo_route(name: str, targets: list[str], **extra: Any) -> dict[str, Any]:
     return {"name": name, "paths": [f"/{name}"], "upstream": {"targets": targets},
             "resource": "suppression_lists", "owner": "tests", **extra}

@@ -14,7 +14,6 @@ import httpx
 import pytest
 
 from gateway.stack import PORTS, Stack, StackSettings
-from portcullis.pgcluster import Cluster
 from portcullis.procs import StartError, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,11 +49,11 @@ def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float = 90)
 
 
 def test_launcher_starts_everything_serves_the_demo_key_and_stops_on_sigint(
-        tmp_path: Path, pg_cluster: Cluster) -> None:
+        tmp_path: Path, fresh_dsn: str) -> None:
     ports = {name: free_port() for name in PORTS}
     var = tmp_path / "var"
     proc = subprocess.Popen([sys.executable, "-m", "gateway.launcher", "run", "--var",
-                             str(var)], cwd=ROOT, env=launcher_env(pg_cluster.dsn, ports),
+                             str(var)], cwd=ROOT, env=launcher_env(fresh_dsn, ports),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         out = wait_for_line(proc, "Ctrl-C stops everything")
@@ -80,13 +79,13 @@ def test_launcher_starts_everything_serves_the_demo_key_and_stops_on_sigint(
             proc.wait()
 
 
-def test_a_second_start_reuses_the_demo_key(tmp_path: Path, pg_cluster: Cluster) -> None:
+def test_a_second_start_reuses_the_demo_key(tmp_path: Path, fresh_dsn: str) -> None:
     keys = []
     for _ in range(2):
         ports = {name: free_port() for name in PORTS}
         proc = subprocess.Popen([sys.executable, "-m", "gateway.launcher", "run", "--var",
                                  str(tmp_path)], cwd=ROOT,
-                                env=launcher_env(pg_cluster.dsn, ports),
+                                env=launcher_env(fresh_dsn, ports),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             wait_for_line(proc, "Ctrl-C stops everything")
@@ -99,21 +98,21 @@ def test_a_second_start_reuses_the_demo_key(tmp_path: Path, pg_cluster: Cluster)
     assert keys[0] == keys[1]
 
 
-def test_a_taken_port_is_a_clear_error(tmp_path: Path, pg_cluster: Cluster) -> None:
+def test_a_taken_port_is_a_clear_error(tmp_path: Path, fresh_dsn: str) -> None:
     ports = {name: free_port() for name in PORTS}
     with socket.socket() as s:
         s.bind(("127.0.0.1", ports["gateway"]))
         s.listen()
-        stack = Stack(StackSettings(var=tmp_path, ports=ports, database_url=pg_cluster.dsn))
+        stack = Stack(StackSettings(var=tmp_path, ports=ports, database_url=fresh_dsn))
         with pytest.raises(StartError, match=f"port already in use: gateway :{ports['gateway']}"):
             stack.start(say=lambda *_: None)
     assert not stack.procs
 
 
 def test_a_part_that_fails_is_named_with_its_log_and_the_rest_is_stopped(
-        tmp_path: Path, pg_cluster: Cluster) -> None:
+        tmp_path: Path, fresh_dsn: str) -> None:
     ports = {name: free_port() for name in PORTS}
-    env = launcher_env(pg_cluster.dsn, ports)
+    env = launcher_env(fresh_dsn, ports)
     env["PORTCULLIS_CONTROL_PORT"] = "70000"
     proc = subprocess.run([sys.executable, "-m", "gateway.launcher", "run", "--var",
                            str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -123,11 +122,11 @@ def test_a_part_that_fails_is_named_with_its_log_and_the_rest_is_stopped(
 
 
 def test_a_crashing_service_is_reported_with_the_end_of_its_log(
-        tmp_path: Path, pg_cluster: Cluster) -> None:
+        tmp_path: Path, fresh_dsn: str) -> None:
     ports = {name: free_port() for name in PORTS}
     bad_dsn = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
-    stack = Stack(StackSettings(var=tmp_path, ports=ports, database_url=pg_cluster.dsn))
-    stack.dsn = pg_cluster.dsn
+    stack = Stack(StackSettings(var=tmp_path, ports=ports, database_url=fresh_dsn))
+    stack.dsn = fresh_dsn
     stack.s.extra_env = {"DATABASE_URL": bad_dsn}
     try:
         with pytest.raises(StartError) as err:

@@ -31,7 +31,7 @@ local AUTH_LOCATION = "/_gw/authorize"
 local lru
 
 local function count(result)
-    metrics.inc("gateway_decision_cache_total", { result = result })
+    metrics.inc("gateway_decision_cache_total", '{result="' .. result .. '"}')
 end
 
 function _M.init_worker()

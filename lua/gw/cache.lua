@@ -79,7 +79,7 @@ function _M.access(route, decision)
     local cc = ngx.var.http_cache_control
     if cc and (find(lower(cc), "no-cache", 1, true) or find(lower(cc), "no-store", 1, true)) then
         ctx.cache_status = "BYPASS"
-        metrics.inc("gateway_response_cache_total", { result = "bypass" })
+        metrics.inc("gateway_response_cache_total", '{result="bypass"}')
         return false
     end
     local key = key_for(route, decision, method)
@@ -89,10 +89,10 @@ function _M.access(route, decision)
         ctx.cache_key = key
         ctx.cache_status = "MISS"
         ctx.cache_policy = policy
-        metrics.inc("gateway_response_cache_total", { result = "miss" })
+        metrics.inc("gateway_response_cache_total", '{result="miss"}')
         return false
     end
-    metrics.inc("gateway_response_cache_total", { result = "hit" })
+    metrics.inc("gateway_response_cache_total", '{result="hit"}')
     ctx.cache_status = "HIT"
     ngx.status = 200
     for name, value in pairs(entry.h) do

@@ -19,6 +19,7 @@ local WARN = ngx.WARN
 local ceil = math.ceil
 local type = type
 local tostring = tostring
+local unpack = unpack
 
 local _M = {}
 
@@ -26,12 +27,26 @@ local CIRCUIT_TTL = 1
 local circuit_open_until = 0
 local last_logged = 0
 
-local function take(key, spec)
+-- Charge every limit of the request, all or nothing. Returns a list of
+-- {allowed, remaining, reset, retry} per limit, or nil, err.
+local function take_all(keys, specs)
+    local n = #keys
     if redis_limit.enabled() and ngx.now() >= circuit_open_until then
-        local interval, tolerance = gcra.params(spec)
-        local res, err = redis_limit.take(key, interval, tolerance)
+        local args = {}
+        local params = {}
+        for i = 1, n do
+            local interval, tolerance = gcra.params(specs[i])
+            params[i] = { interval, tolerance }
+            args[2 * i - 1] = interval
+            args[2 * i] = tolerance
+        end
+        local res, err = redis_limit.take_all(keys, args)
         if res then
-            return gcra.decide(tonumber(res[2]), 0, interval, tolerance)
+            local out = {}
+            for i = 1, n do
+                out[i] = { gcra.decide(tonumber(res[i + 1]), 0, params[i][1], params[i][2]) }
+            end
+            return out
         end
         local t = ngx.now()
         circuit_open_until = t + CIRCUIT_TTL
@@ -40,9 +55,26 @@ local function take(key, spec)
             log(WARN, "redis limits unavailable, using local limits for ", CIRCUIT_TTL,
                 "s: ", err)
         end
-        metrics.inc("gateway_redis_fallback_total")
+        metrics.inc("gateway_redis_fallback_total", "")
     end
-    return shdict_limit.take(key, spec)
+    local out = {}
+    for i = 1, n do
+        local allowed, remaining, reset, retry = shdict_limit.take(keys[i], specs[i])
+        if allowed == nil then
+            return nil, remaining
+        end
+        out[i] = { allowed, remaining, reset, retry }
+        if not allowed then
+            for j = 1, i - 1 do -- all or nothing: give back what was charged
+                shdict_limit.give_back(keys[j], specs[j])
+            end
+            for j = i + 1, n do
+                out[j] = { true, 0, 0, 0 }
+            end
+            break
+        end
+    end
+    return out
 end
 
 local function valid(spec)
@@ -88,37 +120,46 @@ function _M.check(route, decision)
         anonymous.dimension = "client_ip"
         checks[#checks + 1] = { anonymous, false }
     end
-    local best
+    local keys, specs, dims = {}, {}, {}
     for i = 1, #checks do
         local spec, on_route = checks[i][1], checks[i][2]
         local dimension = spec.dimension or (on_route and "route" or "key")
         local id = valid(spec) and identity(dimension, route, decision, on_route)
         if id then
-            local key = "rl:" .. id .. ":" .. spec.limit .. "/" .. spec.window .. "/"
+            local n = #keys + 1
+            keys[n] = "rl:" .. id .. ":" .. spec.limit .. "/" .. spec.window .. "/"
                 .. (spec.burst or spec.limit)
-            local allowed, remaining, reset, retry = take(key, spec)
-            if allowed == nil then
-                log(WARN, "rate limit check failed: ", remaining)
-            else
-                metrics.inc("gateway_rate_limit_total",
-                    { dimension = dimension, result = allowed and "allowed" or "rejected" })
-                local headers = {
-                    ["RateLimit-Limit"] = spec.limit,
-                    ["RateLimit-Remaining"] = remaining,
-                    ["RateLimit-Reset"] = ceil(reset),
-                }
-                if not allowed then
-                    headers["Retry-After"] = ceil(retry)
-                    ngx.ctx.rate_headers = headers
-                    return nil, errors.new(429, "Too many requests",
-                        "Rate limit exceeded (" .. dimension .. "): " .. spec.limit .. " per "
-                        .. spec.window .. "s; retry after " .. ceil(retry) .. "s", "1429",
-                        headers)
-                end
-                if not best or remaining < best["RateLimit-Remaining"] then
-                    best = headers
-                end
-            end
+            specs[n], dims[n] = spec, dimension
+        end
+    end
+    if #keys == 0 then
+        return true
+    end
+    local results, err = take_all(keys, specs)
+    if not results then
+        log(WARN, "rate limit check failed: ", err)
+        return true
+    end
+    local best
+    for i = 1, #keys do
+        local spec, dimension = specs[i], dims[i]
+        local allowed, remaining, reset, retry = unpack(results[i])
+        metrics.inc("gateway_rate_limit_total", '{dimension="' .. dimension
+            .. (allowed and '",result="allowed"}' or '",result="rejected"}'))
+        local headers = {
+            ["RateLimit-Limit"] = spec.limit,
+            ["RateLimit-Remaining"] = remaining,
+            ["RateLimit-Reset"] = ceil(reset),
+        }
+        if not allowed then
+            headers["Retry-After"] = ceil(retry)
+            ngx.ctx.rate_headers = headers
+            return nil, errors.new(429, "Too many requests",
+                "Rate limit exceeded (" .. dimension .. "): " .. spec.limit .. " per "
+                .. spec.window .. "s; retry after " .. ceil(retry) .. "s", "1429", headers)
+        end
+        if not best or remaining < best["RateLimit-Remaining"] then
+            best = headers
         end
     end
     ngx.ctx.rate_headers = best

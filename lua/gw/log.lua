@@ -8,6 +8,24 @@ local gmatch = string.gmatch
 
 local _M = {}
 
+local route_labels = {}  -- route name -> '{route="name"}'
+local status_labels = {} -- route name -> status -> '{route="name",status="200"}'
+
+local function labels_for(name, status)
+    local by_status = status_labels[name]
+    if not by_status then
+        by_status = {}
+        status_labels[name] = by_status
+        route_labels[name] = '{route="' .. name .. '"}'
+    end
+    local l = by_status[status]
+    if not l then
+        l = '{route="' .. name .. '",status="' .. status .. '"}'
+        by_status[status] = l
+    end
+    return route_labels[name], l
+end
+
 -- "0.002, 0.010 : 0.001" (retries, internal redirects) -> the sum
 local function upstream_seconds(value)
     if not value then
@@ -27,10 +45,9 @@ function _M.run()
         balancer.finish(ctx)
     end
     local name = route and route.name or "none"
-    local status = ngx.status
-    metrics.inc("gateway_requests_total", { route = name, status = status })
+    local labels, with_status = labels_for(name, ngx.status)
+    metrics.inc("gateway_requests_total", with_status)
     local total = tonumber(ngx.var.request_time) or 0
-    local labels = { route = name }
     metrics.observe("gateway_request_duration_seconds", labels, total)
     local up = upstream_seconds(ngx.var.upstream_response_time)
     if up then

@@ -26,6 +26,9 @@ local HELP = {
     gateway_route_table_version = { "gauge", "Version of the route table in use" },
 }
 
+-- Label sets become strings once and are remembered (routes and statuses are few).
+local label_cache = setmetatable({}, { __mode = "k" })
+
 local function labels(l)
     if not l then
         return ""
@@ -37,14 +40,47 @@ local function labels(l)
     sort(parts)
     return "{" .. concat(parts, ",") .. "}"
 end
+_M.labels = labels
+
+-- Observations go to a per-worker table first and reach the shared dict in one batch per
+-- second (flush), so a request costs a few Lua table updates, not a dozen dict locks.
+local pending = {}
 
 function _M.inc(name, l, n)
-    shared[DICT]:incr(name .. labels(l), n or 1, 0)
+    local key
+    if type(l) == "string" then
+        key = name .. l
+    else
+        local cached = l and label_cache[l]
+        key = name .. (cached or labels(l))
+    end
+    pending[key] = (pending[key] or 0) + (n or 1)
 end
 
-function _M.observe(name, l, seconds)
-    local dict = shared[DICT]
-    local base = labels(l)
+local series_cache = {} -- name -> label string -> { bucket keys..., sum, count }
+
+local function series(name, base)
+    local by_name = series_cache[name]
+    if not by_name then
+        by_name = {}
+        series_cache[name] = by_name
+    end
+    local keys = by_name[base]
+    if not keys then
+        keys = {}
+        for i = 1, #BUCKETS + 1 do
+            keys[i] = name .. "_bucket" .. base .. "\0" .. i
+        end
+        keys.sum = name .. "_sum" .. base
+        keys.count = name .. "_count" .. base
+        by_name[base] = keys
+    end
+    return keys
+end
+
+-- `base` is a label string such as '{route="x"}'.
+function _M.observe(name, base, seconds)
+    local keys = series(name, base)
     local b = #BUCKETS + 1
     for i = 1, #BUCKETS do
         if seconds <= BUCKETS[i] then
@@ -52,9 +88,21 @@ function _M.observe(name, l, seconds)
             break
         end
     end
-    dict:incr(name .. "_bucket" .. base .. "\0" .. b, 1, 0)
-    dict:incr(name .. "_sum" .. base, seconds, 0)
-    dict:incr(name .. "_count" .. base, 1, 0)
+    local k = keys[b]
+    pending[k] = (pending[k] or 0) + 1
+    k = keys.sum
+    pending[k] = (pending[k] or 0) + seconds
+    k = keys.count
+    pending[k] = (pending[k] or 0) + 1
+end
+
+function _M.flush()
+    local dict = shared[DICT]
+    local batch = pending
+    pending = {}
+    for key, n in pairs(batch) do
+        dict:incr(key, n, 0)
+    end
 end
 
 local function with_le(base, le)
@@ -69,6 +117,7 @@ local function family_of(name)
 end
 
 function _M.render()
+    _M.flush()
     local dict = shared[DICT]
     local keys = dict:get_keys(0)
     sort(keys)
@@ -84,13 +133,13 @@ function _M.render()
     end
     local hist, hist_order = {}, {} -- "name{labels}" of a histogram -> counts per bucket
     for _, key in ipairs(keys) do
-        local series, idx = key:match("^(.-)%z(%d+)$")
-        if series then
-            if not hist[series] then
-                hist[series] = {}
-                hist_order[#hist_order + 1] = series
+        local name, idx = key:match("^(.-)%z(%d+)$")
+        if name then
+            if not hist[name] then
+                hist[name] = {}
+                hist_order[#hist_order + 1] = name
             end
-            hist[series][tonumber(idx)] = dict:get(key) or 0
+            hist[name][tonumber(idx)] = dict:get(key) or 0
         else
             add(family_of(key:match("^[%w_]+")), key .. " " .. tostring(dict:get(key) or 0))
         end

@@ -4,6 +4,7 @@ local config = require("gw.config")
 local events = require("gw.events")
 local health = require("gw.health")
 local limit = require("gw.limit")
+local metrics = require("gw.metrics")
 local routes = require("gw.routes")
 
 local ngx = ngx
@@ -54,6 +55,11 @@ function _M.run()
         end))
     end
     assert(every(REFRESH, refresh))
+    assert(every(1, function(premature)
+        if not premature then
+            metrics.flush()
+        end
+    end))
 end
 
 return _M

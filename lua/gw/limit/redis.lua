@@ -7,22 +7,35 @@ local ngx = ngx
 local tonumber = tonumber
 local find = string.find
 local match = string.match
+local unpack = unpack
 
 local _M = {}
 
+-- Every limit of one request in one round trip, all or nothing: if any limit would be
+-- exceeded none is charged. KEYS: the limit keys; ARGV: interval, tolerance per key (ms).
+-- Returns {allowed (0/1), ahead_ms per key...}.
 local SCRIPT = [[
 local t = redis.call('TIME')
 local now = t[1] * 1000 + t[2] / 1000
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new = tat + interval
-if new - now > tolerance then
-  return {0, tostring(new - now)}
+local out, news, ok = {}, {}, 1
+for i = 1, #KEYS do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local tolerance = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  if tat < now then tat = now end
+  local new = tat + interval
+  news[i] = new
+  out[i + 1] = tostring(new - now)
+  if new - now > tolerance then ok = 0 end
 end
-redis.call('SET', KEYS[1], tostring(new), 'PX', math.ceil(new - now) + 1)
-return {1, tostring(new - now)}
+if ok == 1 then
+  for i = 1, #KEYS do
+    redis.call('SET', KEYS[i], string.format('%.3f', news[i]), 'PX',
+               math.ceil(news[i] - now) + 1)
+  end
+end
+out[1] = ok
+return out
 ]]
 local sha
 
@@ -97,17 +110,27 @@ function _M.connect(timeout)
     return red
 end
 
--- Returns the raw script answer {allowed (0/1), ahead_ms} or nil, err.
-function _M.take(key, interval, tolerance)
+-- keys: list of limit keys; args: interval, tolerance for each, flattened.
+-- Returns the script's answer {allowed, ahead_ms...} or nil, err.
+function _M.take_all(keys, args)
     local red, err = _M.connect()
     if not red then
         _M.discard_pool()
         return nil, err
     end
+    local n = #keys
+    local flat = { sha, n }
+    for i = 1, n do
+        flat[i + 2] = keys[i]
+    end
+    for i = 1, #args do
+        flat[n + 2 + i] = args[i]
+    end
     local res
-    res, err = red:evalsha(sha, 1, key, interval, tolerance)
+    res, err = red:evalsha(unpack(flat))
     if not res and err and find(err, "NOSCRIPT", 1, true) then
-        res, err = red:eval(SCRIPT, 1, key, interval, tolerance)
+        flat[1] = SCRIPT
+        res, err = red:eval(unpack(flat))
     end
     if not res then
         red:close()

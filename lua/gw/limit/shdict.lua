@@ -34,4 +34,10 @@ function _M.take(key, spec)
     return allowed, remaining, reset, retry
 end
 
+-- Undo one charge (all-or-nothing checks whose later limit refused).
+function _M.give_back(key, spec)
+    local interval = gcra.params(spec)
+    shared[DICT]:incr(key, -interval)
+end
+
 return _M
