@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     port = args.port or DEFAULT_PORTS[args.role]
-    uvicorn.run(f"services.suppression.entry:{args.role}_app", factory=True, host=args.host,
+    uvicorn.run(f"services.suppression.asgi:{args.role}_app", factory=True, host=args.host,
                 port=port, workers=args.workers, loop="uvloop", http="httptools",
                 access_log=False, log_level="warning")
     return 0
