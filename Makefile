@@ -6,7 +6,7 @@ VPY       := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
 SYSSTAMP  := var/.system-ok
 
-.PHONY: run test lint unit bench setup system clean-var help
+.PHONY: run test lint unit bench setup system system-test clean-var help
 
 help:
 	@echo "make run    - start the whole stack (gateway :8080, see README)"
@@ -17,6 +17,10 @@ setup: system $(STAMP)
 
 system:
 	@bash scripts/ensure-system.sh
+
+# The browser tests (tests/ui) drive Debian's Chromium; `make run` does not need it.
+system-test:
+	@bash scripts/ensure-system.sh chromium
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(VPY) || $(PY) -m venv $(VENV)
@@ -34,7 +38,7 @@ lint: setup
 	luacheck -q lua tests/lua
 	busted --lua=luajit -m 'lua/?.lua' tests/lua
 
-test: lint
+test: system-test lint
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 bench: setup
