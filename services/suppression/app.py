@@ -12,8 +12,9 @@ import asyncpg
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from portcullis.context import Context, GatewayContextMiddleware
 from portcullis.errors import error_response, exception_handlers
@@ -33,6 +34,7 @@ from services.suppression.service import Suppressions
 from services.suppression.store import Store
 
 OPENAPI = Path(__file__).with_name("openapi.json")
+UI = Path(__file__).with_name("ui")  # the web UI: static files, public
 Role = Literal["lookup", "list"]
 BASE = "/api/v1/suppression-list"
 MAX_JSON_BODY = 50 * 1024 * 1024
@@ -229,6 +231,14 @@ def routes(role: Role) -> list[Route]:
     ]
 
 
+def ui_routes(role: Role) -> list[BaseRoute]:
+    if role != "list":
+        return []
+    # A relative Location: the gateway passes Host without its port.
+    return [Route("/app", lambda _: RedirectResponse("/app/"), methods=["GET", "HEAD"]),
+            Mount("/app", StaticFiles(directory=UI, html=True))]
+
+
 def create_app(config: Config, store: Store | None = None, role: Role = "list") -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -245,10 +255,11 @@ def create_app(config: Config, store: Store | None = None, role: Role = "list") 
                 await active.close()
 
     app = Starlette(
-        routes=routes(role),
-        # The OpenAPI document is public (its route has auth: none); all else is signed.
+        routes=[*routes(role), *ui_routes(role)],
+        # The OpenAPI document and the UI's files are public (auth: none); all else is signed.
         middleware=[Middleware(GatewayContextMiddleware, secret=config.signing_secret,
-                               open_paths=("/healthz", f"{BASE}/openapi.json"))],
+                               open_paths=("/healthz", f"{BASE}/openapi.json", "/app"),
+                               open_prefixes=("/app/",))],
         exception_handlers={**exception_handlers(), **{e: unavailable for e in DB_DOWN}},
         lifespan=lifespan,
     )

@@ -452,6 +452,13 @@ class JobStore:
                 job["id"], progress["bytes_read"], progress["rows_read"],
                 progress["rows_written"], progress["rows_rejected"], float(lease_seconds))
 
+    async def release(self, job_id: int) -> None:
+        """Put a claimed job back in the queue, in its place (a stopping worker)."""
+        await self.conn.execute(
+            """UPDATE suppression.import_jobs SET state = 'queued', lease_until = NULL
+               WHERE id = $1 AND state = 'running'""", job_id)
+        await self.conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+
     async def finish(self, job_id: int, error: str | None) -> None:
         async with self.conn.transaction():
             await self.conn.execute(

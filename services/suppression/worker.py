@@ -25,8 +25,12 @@ IDLE_POLL = 1.0  # seconds between polls when no notification arrives
 RECONNECT_DELAY = 1.0
 
 
+class Interrupted(Exception):
+    """The worker is stopping: the job goes back to the queue for another worker."""
+
+
 async def process(job: dict[str, Any], jobs: JobStore, reader_conn: asyncpg.Connection,
-                  config: Config) -> None:
+                  config: Config, stop: asyncio.Event) -> None:
     source = JobStore(reader_conn).chunks(job["id"])
     buffer = LineBuffer()
     rows_reader = RowReader(job["format"], buffer)
@@ -51,7 +55,10 @@ async def process(job: dict[str, Any], jobs: JobStore, reader_conn: asyncpg.Conn
             timing["parse"] += parsed - started
             if pending is not None:
                 await pending
+                pending = None
             timing["wait"] += time.perf_counter() - parsed
+            if stop.is_set():
+                raise Interrupted
             progress["rows_read"] = rows_reader.rows_read
             progress["rows_rejected"] += len(rejects)
             progress["rows_written"] = progress["rows_read"] - progress["rows_rejected"]
@@ -69,14 +76,18 @@ async def process(job: dict[str, Any], jobs: JobStore, reader_conn: asyncpg.Conn
         await source.aclose()
 
 
-async def run_one(config: Config, jobs: JobStore, reader_conn: asyncpg.Connection) -> bool:
+async def run_one(config: Config, jobs: JobStore, reader_conn: asyncpg.Connection,
+                  stop: asyncio.Event) -> bool:
     """Claim and run one job; False when none was waiting."""
     job = await jobs.claim(config.import_lease_seconds)
     if job is None:
         return False
     log.info("import %s: account %s, %s", job["id"], job["account_id"], job["format"])
     try:
-        await process(job, jobs, reader_conn, config)
+        await process(job, jobs, reader_conn, config, stop)
+    except Interrupted:
+        log.info("import %s: stopping; back to the queue", job["id"])
+        await jobs.release(job["id"])
     except APIError as exc:
         await jobs.finish(job["id"], exc.entries[0]["message"])
     except (asyncpg.PostgresError, ValueError, UnicodeError) as exc:
@@ -103,7 +114,7 @@ async def serve(config: Config, stop: asyncio.Event, wake: asyncio.Event) -> Non
         jobs = JobStore(conn)
         await jobs.ensure_staging()
         while not stop.is_set():
-            if await run_one(config, jobs, reader_conn):
+            if await run_one(config, jobs, reader_conn, stop):
                 continue
             for job_id in await jobs.fail_stalled_uploads(config.upload_stall_seconds):
                 log.warning("import %s: upload stalled, abandoned", job_id)
