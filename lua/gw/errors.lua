@@ -19,6 +19,7 @@ local KNOWN = {
     [429] = { "Too many requests", "Rate limit exceeded", "1429" },
     [431] = { "Request header fields too large", "A request header is too large", "1431" },
     [500] = { "Internal error", "The gateway failed to process the request", "1500" },
+    [501] = { "Not implemented", "The request's Transfer-Encoding is not supported", "1501" },
     [502] = { "Bad gateway", "The upstream service is unreachable", "1502" },
     [503] = { "Service unavailable", "The service is temporarily unavailable", "1503" },
     [504] = { "Gateway timeout", "The upstream service did not answer in time", "1504" },
