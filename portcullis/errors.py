@@ -7,10 +7,13 @@ one place with `error_response`.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+
+logger = logging.getLogger("portcullis")
 
 # Generic codes by status, in SparkPost's style (a string of digits).
 DEFAULT_CODES = {
@@ -79,7 +82,23 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
     return error_response(APIError(status, str(detail)), headers=headers)
 
 
+def is_unavailable(exc: BaseException) -> bool:
+    """A fault of the database or the network (PostgreSQL restarting, a connection lost),
+    not of the request: the client should retry, so it is a 503, never a 500."""
+    import asyncpg
+
+    return isinstance(exc, (asyncpg.PostgresConnectionError,
+                            asyncpg.exceptions.OperatorInterventionError,
+                            asyncpg.InterfaceError, OSError, TimeoutError))
+
+
 async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
+    if is_unavailable(exc):
+        logger.warning("service unavailable: %s: %s", type(exc).__name__, exc)
+        return error_response(APIError(503, "Service unavailable",
+                                       "A backing store is unavailable; retry shortly"),
+                              headers={"Retry-After": "1"})
+    logger.exception("unhandled error", exc_info=exc)
     return error_response(APIError(500, "Internal error",
                                    "The service failed to process the request"))
 
