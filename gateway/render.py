@@ -89,6 +89,8 @@ def write_config(settings: GatewaySettings, flavor: Flavor | None = None) -> Pat
         nobody = pwd.getpwnam("nobody")
         for sub in ("tmp", "state"):
             os.chown(prefix / sub, nobody.pw_uid, nobody.pw_gid)
+    # One or more auth-service instances, comma-separated.
+    auth_addrs = [a.strip() for a in settings.authsvc_addr.split(",") if a.strip()]
     gw_conf = {
         "control_url": settings.control_url,
         "admin_token": settings.admin_token,
@@ -98,7 +100,7 @@ def write_config(settings: GatewaySettings, flavor: Flavor | None = None) -> Pat
         "redis_module": flavor.redis_module,
         "poll_interval": settings.poll_interval,
         "auth_stale_ttl": settings.auth_stale_ttl,
-        "authsvc_url": f"http://{settings.authsvc_addr}",
+        "authsvc_url": f"http://{auth_addrs[0]}",
         "failed_auth_limit": settings.failed_auth_limit,
         "anonymous_limit": settings.anonymous_limit,
     }
@@ -123,7 +125,8 @@ def write_config(settings: GatewaySettings, flavor: Flavor | None = None) -> Pat
         "lua_cpath": flavor.lua_cpath,
         "config_path": str(config_path),
         "access_log": f"{prefix}/logs/access.log gw_json" if settings.access_log else "off",
-        "authsvc_addr": settings.authsvc_addr,
+        "authsvc_servers": "\n".join(
+            f"        server {a} max_fails=2 fail_timeout=5s;" for a in auth_addrs),
         "listen": settings.listen,
         "reuseport": " reuseport" if settings.reuseport else "",
         "metrics_listen": settings.metrics_listen,
