@@ -151,7 +151,7 @@ def run_wrk(base: str, bodies_file: Path, script: Path, args: argparse.Namespace
             "per_cpu_second": round(total / cpu) if cpu else None}
 
 
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workers", type=int, default=2, help="auth-service processes")
@@ -161,7 +161,11 @@ def main() -> int:
     p.add_argument("--keys", type=int, default=20000, help="distinct credentials per kind")
     p.add_argument("--cache", action="store_true", help="keep the key cache on (hits)")
     p.add_argument("--json", type=Path, help="also write the results here")
-    args = p.parse_args()
+    return p
+
+
+def run(args: argparse.Namespace, say: Any = print) -> dict[str, Any]:
+    """Decisions/s per kind of credential: {"api keys": {"rate", "p99", ...}, ...}."""
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install wrk)")
 
@@ -188,27 +192,41 @@ def main() -> int:
         script = work / "authorize.lua"
         script.write_text(WRK_SCRIPT)
         results = {}
-        print(f"auth service: {args.workers} worker(s), key cache "
-              f"{'on' if args.cache else 'off'}; wrk {args.threads} thread(s), "
-              f"{args.connections} connections, {args.duration}s per run; "
-              f"{os.cpu_count()} CPUs; service pid {service.pid}", flush=True)
+        say(f"auth service: {args.workers} worker(s), key cache "
+            f"{'on' if args.cache else 'off'}; wrk {args.threads} thread(s), "
+            f"{args.connections} connections, {args.duration}s per run; "
+            f"{os.cpu_count()} CPUs; service pid {service.pid}")
         for kind, tokens in credentials.items():
             check(base, tokens[0])
             bodies = work / f"{kind.replace(' ', '_')}.jsonl"
             bodies.write_text("\n".join(body(t) for t in tokens) + "\n")
             results[kind] = run_wrk(base, bodies, script, args, service.pid)
             r = results[kind]
-            print(f"{kind:>12}: {r['rate']:8.0f} decisions/s  p99 {r['p99']:>8}  "
-                  f"non-2xx {r['non_2xx']}  ({r['per_cpu_second']} per CPU-second of the "
-                  f"service)", flush=True)
-        if args.json:
-            args.json.write_text(json.dumps(results, indent=2))
-        return 0
+            say(f"{kind:>12}: {r['rate']:8.0f} decisions/s  p99 {r['p99']:>8}  "
+                f"non-2xx {r['non_2xx']}  ({r['per_cpu_second']} per CPU-second of the "
+                f"service)")
+        if getattr(args, "floor", False):
+            # What the service's framework does for nothing but one PostgreSQL round trip:
+            # the ceiling a decision can approach.
+            from bench.gateway import wrk
+
+            health = wrk(base + "/healthz", args.duration, args.connections, args.threads, {})
+            results["floor /healthz"] = {"rate": health["rps"], "p99": f"{health['p99_ms']}ms",
+                                         "non_2xx": health["non2xx"]}
+        return results
     finally:
         if service is not None:
             service.stop()
         cluster.stop("immediate")
         shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> int:
+    args = parser().parse_args()
+    results = run(args, say=lambda line: print(line, flush=True))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
 
 
 if __name__ == "__main__":

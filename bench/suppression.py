@@ -206,20 +206,22 @@ end
 
 
 def wrk_lookups(stack: Stack, rows: int, seconds: int, workdir: Path,
-                connections: int) -> dict[str, float]:
-    """Pre-signed GETs (the signature stays valid for 60 s), half hits, half misses."""
+                connections: int, url: str | None = None,
+                auth: dict[str, str] | None = None) -> dict[str, float]:
+    """Pre-signed GETs (the signature stays valid for 60 s), half hits, half misses.
+    With `url` and `auth` (a gateway and its credential), those headers instead."""
     reqfile = workdir / "requests.txt"
     with open(reqfile, "w") as f:
         for _ in range(2000):
             i = random.randrange(rows * 2)  # half of them are not suppressed
             uri = f"{BASE}/user{i}@d{i % DOMAINS}.example.com"
-            hdrs = headers("GET", uri)
+            hdrs = auth if auth is not None else headers("GET", uri)
             f.write(uri + "\t" + ";".join(f"{k}={v}" for k, v in hdrs.items()) + "\n")
     script = workdir / "lookup.lua"
     script.write_text(WRK_SCRIPT)
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
-         stack.urls["lookup"], "--", str(reqfile)],
+         url or stack.urls["lookup"], "--", str(reqfile)],
         capture_output=True, text=True, check=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("RESULT"))
     _, requests, duration_us, p50, p99, mean, misses, errors = line.split()
@@ -230,19 +232,21 @@ def wrk_lookups(stack: Stack, rows: int, seconds: int, workdir: Path,
 
 
 async def batch_lookups(stack: Stack, rows: int, seconds: float,
-                        concurrency: int = 4) -> float:
+                        concurrency: int = 4, url: str | None = None,
+                        auth: dict[str, str] | None = None) -> float:
     uri = f"{BASE}/lookup"
     done = 0
     deadline = time.monotonic() + seconds
 
     async def client() -> None:
         nonlocal done
-        async with httpx.AsyncClient(base_url=stack.urls["lookup"], timeout=60) as http:
+        async with httpx.AsyncClient(base_url=url or stack.urls["lookup"], timeout=60) as http:
             while time.monotonic() < deadline:
                 picks = [random.randrange(rows * 2) for _ in range(10_000)]
                 body = json.dumps({"recipients": [f"user{i}@d{i % DOMAINS}.example.com"
                                                   for i in picks]})
-                resp = await http.post(uri, content=body, headers=headers("POST", uri) | {
+                sign = auth if auth is not None else headers("POST", uri)
+                resp = await http.post(uri, content=body, headers=sign | {
                     "Content-Type": "application/json"})
                 resp.raise_for_status()
                 done += 10_000

@@ -1,0 +1,205 @@
+"""The suppression service measured through the whole stack (`gateway.stack.Stack`: nginx
+gateway, auth service, lookup and list services, import worker, control plane, PostgreSQL),
+each figure next to its baseline in the same run:
+
+  lookups  single GETs and 10,000-recipient batches through the gateway, straight to the
+           lookup service (pre-signed), and straight to PostgreSQL (pgbench, asyncpg);
+  import   rows/s of the API import vs a raw COPY + merge of the same file;
+  export   rows/s of the CSV export vs a raw COPY TO;
+  search   p50/p99 at each size (domain, from/to, a cursor page deep in the list);
+  memory   the peak RSS (VmHWM) of every process of the stack.
+
+Reuses the steps of bench/suppression.py; its data (account 1001) is reached through the
+gateway by making the bench account take that id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench import suppression as sup
+from bench.memory import PeakMemory
+from gateway.stack import PORTS, Stack, StackSettings
+from portcullis.pgcluster import Cluster
+from portcullis.procs import free_port
+
+PLAN = [{"dimension": "key", "limit": 10_000_000, "window": 1},
+        {"dimension": "account", "limit": 10_000_000, "window": 1}]
+
+
+class Target:
+    """What the steps of bench/suppression.py expect of their stack: service URLs and the
+    cluster."""
+
+    def __init__(self, stack: Stack, cluster: Cluster) -> None:
+        self.urls = {"lookup": stack.url("lookup"), "list": stack.url("list")}
+        self.cluster = cluster
+
+
+def pgbench_lookups(dsn: str, rows: int, seconds: int, connections: int,
+                    work: Path) -> dict[str, float]:
+    """The lookup service's one-recipient query, by pgbench (a C client, as wrk is)."""
+    script = work / "lookup.sql"
+    script.write_text(
+        "\\set i random(0, :rows2 - 1)\n"
+        "SELECT recipient, type, list_id, subaccount_id, source, description, created, "
+        "updated FROM suppression.entries WHERE account_id = :account AND recipient = "
+        "'user' || :i || '@d' || (:i % " + str(sup.DOMAINS) + ") || '.example.com' "
+        "ORDER BY subaccount_id, list_id, type;\n")
+    logs = work / "pgbench"
+    shutil.rmtree(logs, ignore_errors=True)
+    logs.mkdir()
+    out = subprocess.run(
+        ["pgbench", "-n", "-M", "prepared", "-f", str(script), "-c", str(connections),
+         "-j", "2", "-T", str(seconds), "-D", f"rows2={rows * 2}", "-D",
+         f"account={sup.ACCOUNT}", "-l", "--log-prefix", str(logs / "tx"), dsn],
+        capture_output=True, text=True, check=True, cwd=work).stdout
+    tps = float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    latencies = []
+    for log in logs.iterdir():
+        for line in log.read_text().splitlines():
+            latencies.append(int(line.split()[2]) / 1000)  # microseconds -> ms
+    return {"rps": tps, "p50_ms": sup.pct(latencies, 50), "p99_ms": sup.pct(latencies, 99),
+            "connections": connections}
+
+
+async def asyncpg_batches(dsn: str, rows: int, seconds: float,
+                          concurrency: int = 4) -> float:
+    """The lookup service's batch query with the same 10,000 recipients a call, from as
+    many connections as bench/suppression.py's batch clients."""
+    done = 0
+    deadline = time.monotonic() + seconds
+
+    async def client() -> None:
+        nonlocal done
+        conn = await asyncpg.connect(dsn)
+        try:
+            while time.monotonic() < deadline:
+                picks = [random.randrange(rows * 2) for _ in range(10_000)]
+                await conn.fetch(
+                    """SELECT recipient, type, list_id, subaccount_id, source
+                       FROM suppression.entries
+                       WHERE account_id = $1 AND recipient = ANY($2::text[])""",
+                    sup.ACCOUNT, [f"user{i}@d{i % sup.DOMAINS}.example.com" for i in picks])
+                done += 10_000
+        finally:
+            await conn.close()
+
+    start = time.monotonic()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return done / (time.monotonic() - start)
+
+
+def start(work: Path, opts: Any) -> tuple[Stack, Cluster, str]:
+    cluster = Cluster(work / "pg", free_port(), durable=False)
+    cluster.start({"max_connections": "300", "work_mem": "64MB",
+                   "shared_buffers": opts.shared_buffers})
+    # The bench account must be account 1001, the one bench/suppression.py's steps sign for.
+    stack = Stack(StackSettings(
+        var=work / "stack", ports={name: free_port() for name in PORTS},
+        database_url=cluster.dsn, signing_secret=sup.SECRET, gateway_workers=opts.gw_workers,
+        gateway={"access_log": False, "log_level": "warn"}))
+    stack.start(say=lambda *_: None)
+    sup.run_sql(cluster.dsn, f"SELECT setval('auth.accounts_id_seq', {sup.ACCOUNT - 1})")
+    account = int(stack.admin("POST", "/admin/accounts",
+                              {"name": "bench", "rate_limits": PLAN})["id"])
+    assert account == sup.ACCOUNT, account
+    key = str(stack.create_key(account, ["suppression_lists/manage"])["key"])
+    # More lookup processes, as bench/suppression.py runs them.
+    stack.procs.pop("lookup").stop()
+    stack.start_python("lookup", ["-m", "services.suppression", "lookup", "--host",
+                                  "127.0.0.1", "--port", str(stack.port("lookup")),
+                                  "--workers", str(opts.lookup_workers)])
+    return stack, cluster, key
+
+
+def roots(stack: Stack, cluster: Cluster) -> dict[str, int]:
+    out = {name: proc.pid for name, proc in stack.procs.items() if proc.alive()}
+    pid = cluster.pid()
+    if pid:
+        out["postgres"] = pid
+    return out
+
+
+def run(opts: Any, say: Any = print) -> dict[str, Any]:
+    """opts: sizes (ascending row counts), seconds, connections, lookup_workers, gw_workers,
+    shared_buffers, search_repeat."""
+    work = Path(tempfile.mkdtemp(prefix="bench-fullstack-"))
+    work.chmod(0o755)
+    stack: Stack | None = None
+    cluster: Cluster | None = None
+    memory: PeakMemory | None = None
+    out: dict[str, Any] = {"sizes": list(opts.sizes), "search": {}}
+    try:
+        stack, cluster, key = start(work, opts)
+        target = Target(stack, cluster)
+        memory = PeakMemory(lambda: roots(stack, cluster))  # type: ignore[arg-type]
+        memory.start()
+        loaded = 0
+        for size in opts.sizes:
+            path = work / f"rows-{size}.csv"
+            sup.write_csv(path, size - loaded, offset=loaded)
+            job = sup.api_import(target, path)  # type: ignore[arg-type]
+            assert job["state"] == "done" and job["rows_rejected"] == 0, job
+            out["import"] = {"rows": size - loaded, "onto_rows": loaded,
+                             "rows_per_s": (size - loaded) / job["total_s"],
+                             "upload_s": job["upload_s"], "total_s": job["total_s"]}
+            loaded = size
+            sup.run_sql(cluster.dsn, "VACUUM ANALYZE suppression.entries")
+            say(f"  {size:,} rows loaded ({out['import']['rows_per_s']:,.0f} rows/s); "
+                "searching")
+            out["search"][str(size)] = sup.searches(target, size,  # type: ignore[arg-type]
+                                                    opts.search_repeat)
+        # The baseline of the last import: the same file by raw COPY + one merge.
+        base_s = asyncio.run(sup.baseline_import(cluster.dsn, path))
+        out["import"]["baseline_copy_merge_rows_per_s"] = out["import"]["rows"] / base_s
+        sup.run_sql(cluster.dsn, f"DELETE FROM suppression.entries WHERE account_id = "
+                                 f"{sup.BASELINE_ACCOUNT}")
+        sup.run_sql(cluster.dsn, "VACUUM ANALYZE suppression.entries")
+        rows = loaded
+
+        say("  single lookups: gateway, service, PostgreSQL")
+        gw = {"Authorization": key}
+        out["single"] = {
+            "gateway": sup.wrk_lookups(target, rows, opts.seconds, work,  # type: ignore
+                                       opts.connections, url=stack.gateway_url, auth=gw),
+            "service": sup.wrk_lookups(target, rows, opts.seconds, work,  # type: ignore
+                                       opts.connections),
+            "postgres": pgbench_lookups(cluster.dsn, rows, opts.seconds, opts.connections,
+                                        work),
+        }
+        say("  batch lookups: gateway, service, PostgreSQL")
+        out["batch"] = {
+            "gateway": asyncio.run(sup.batch_lookups(
+                target, rows, opts.seconds, url=stack.gateway_url, auth=gw)),  # type: ignore
+            "service": asyncio.run(sup.batch_lookups(
+                target, rows, opts.seconds)),  # type: ignore[arg-type]
+            "postgres": asyncio.run(asyncpg_batches(cluster.dsn, rows, opts.seconds)),
+        }
+        say("  export")
+        secs = sup.api_export(target, rows)  # type: ignore[arg-type]
+        base_rows, base_secs = asyncio.run(sup.baseline_export(cluster.dsn))
+        out["export"] = {"rows": base_rows, "rows_per_s": base_rows / secs,
+                         "baseline_copy_rows_per_s": base_rows / base_secs}
+        return out
+    finally:
+        if memory is not None:
+            with contextlib.suppress(Exception):
+                memory.stop()
+                out["memory"] = memory.summary()
+        if stack is not None:
+            stack.stop()
+        if cluster is not None:
+            cluster.stop("immediate")
+        shutil.rmtree(work, ignore_errors=True)
