@@ -62,6 +62,7 @@ class GatewaySettings:
     admin_token: str
     signing_secret: str
     redis_url: str | None = None
+    redis_cluster: list[str] | None = None  # seed nodes "host:port" of a Redis Cluster
     workers: int | str = "auto"
     log_level: str = "info"
     access_log: bool = True
@@ -97,6 +98,7 @@ def write_config(settings: GatewaySettings, flavor: Flavor | None = None) -> Pat
         "signing_secret": settings.signing_secret,
         "state_dir": str(prefix / "state"),
         "redis_url": settings.redis_url,
+        "redis_cluster": settings.redis_cluster,
         "redis_module": flavor.redis_module,
         "poll_interval": settings.poll_interval,
         "auth_stale_ttl": settings.auth_stale_ttl,

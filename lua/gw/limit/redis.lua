@@ -65,14 +65,24 @@ function _M.parse(url)
 end
 
 local target
+local cluster
 
 function _M.init()
+    redis_mod = require(config.redis_module)
+    sha = sha1_hex(SCRIPT)
+    _M.sha = sha
+    local nodes = config.redis_cluster
+    if type(nodes) == "table" and #nodes > 0 then
+        cluster = require("gw.limit.cluster")
+        cluster.init(_M, nodes)
+        local host, port = match(nodes[1], "^(.+):(%d+)$")
+        target = { host = host, port = tonumber(port) }
+        return true
+    end
     if not config.redis_url or config.redis_url == ngx.null then
         return false
     end
     target = _M.parse(config.redis_url)
-    redis_mod = require(config.redis_module)
-    sha = sha1_hex(SCRIPT)
     return target ~= nil
 end
 
@@ -88,11 +98,13 @@ function _M.discard_pool()
     epoch = epoch + 1
 end
 
-function _M.connect(timeout)
+-- host, port: a cluster node; nil for the REDIS_URL server.
+function _M.connect(timeout, host, port)
+    host, port = host or target.host, port or target.port
     local red = redis_mod:new()
     red:set_timeouts(timeout or 100, 200, 200)
-    local ok, err = red:connect(target.host, target.port,
-        { pool = "gw_redis:" .. target.host .. ":" .. target.port .. ":" .. epoch })
+    local ok, err = red:connect(host, port,
+        { pool = "gw_redis:" .. host .. ":" .. port .. ":" .. epoch })
     if not ok then
         return nil, err
     end
@@ -110,16 +122,16 @@ function _M.connect(timeout)
     return red
 end
 
--- keys: list of limit keys; args: interval, tolerance for each, flattened.
--- Returns the script's answer {allowed, ahead_ms...} or nil, err.
-function _M.take_all(keys, args)
-    local red, err = _M.connect()
+-- Run a script (by SHA, loading it on NOSCRIPT) with keys and args on one server.
+-- Returns the answer, or nil, err (err starts with "MOVED" when a cluster slot moved).
+function _M.run(script, script_sha, keys, args, host, port)
+    local red, err = _M.connect(nil, host, port)
     if not red then
         _M.discard_pool()
         return nil, err
     end
     local n = #keys
-    local flat = { sha, n }
+    local flat = { script_sha, n }
     for i = 1, n do
         flat[i + 2] = keys[i]
     end
@@ -129,16 +141,31 @@ function _M.take_all(keys, args)
     local res
     res, err = red:evalsha(unpack(flat))
     if not res and err and find(err, "NOSCRIPT", 1, true) then
-        flat[1] = SCRIPT
+        flat[1] = script
         res, err = red:eval(unpack(flat))
     end
     if not res then
-        red:close()
-        _M.discard_pool()
+        if err and (find(err, "MOVED", 1, true) or find(err, "ASK", 1, true)) then
+            red:set_keepalive(60000, 256)
+        else
+            red:close()
+            _M.discard_pool()
+        end
         return nil, err
     end
     red:set_keepalive(60000, 256)
     return res
 end
+
+-- keys: list of limit keys; args: interval, tolerance for each, flattened.
+-- Returns the script's answer {allowed, ahead_ms...} or nil, err.
+function _M.take_all(keys, args)
+    if cluster then
+        return cluster.take_all(keys, args)
+    end
+    return _M.run(SCRIPT, sha, keys, args)
+end
+
+_M.SCRIPT = SCRIPT
 
 return _M
