@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         section("suppression", lambda: fullstack.run(argparse.Namespace(
             sizes=s["sizes"], seconds=seconds, connections=16, lookup_workers=2,
             gw_workers=2, shared_buffers=s["shared_buffers"],
-            search_repeat=s["search_repeat"]), say=say))
+            search_repeat=s["search_repeat"], slow_ms=25), say=say))
     data["seconds"] = round(time.time() - started, 1)
     text = table(data)
     data["table"] = text

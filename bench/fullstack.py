@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,10 +102,45 @@ async def asyncpg_batches(dsn: str, rows: int, seconds: float,
     return done / (time.monotonic() - start)
 
 
+LOG_ENTRY = re.compile(r"^\d{4}-\d\d-\d\d ", re.M)
+
+
+@contextlib.contextmanager
+def slow_plans(cluster: Cluster, slow_ms: int, keep: int = 3) -> Iterator[list[dict[str, Any]]]:
+    """EXPLAIN ANALYZE (by auto_explain) of every statement slower than `slow_ms` while the
+    block runs; the `keep` slowest are left in the yielded list."""
+    plans: list[dict[str, Any]] = []
+    start = cluster.log.stat().st_size
+    sup.run_sql(cluster.dsn, f"ALTER SYSTEM SET auto_explain.log_min_duration = {slow_ms}")
+    sup.run_sql(cluster.dsn, "SELECT pg_reload_conf()")
+    try:
+        yield plans
+    finally:
+        sup.run_sql(cluster.dsn, "ALTER SYSTEM RESET auto_explain.log_min_duration")
+        sup.run_sql(cluster.dsn, "SELECT pg_reload_conf()")
+        with open(cluster.log, errors="replace") as f:
+            f.seek(start)
+            text = f.read()
+        found = []
+        for entry in LOG_ENTRY.split(text):
+            m = re.search(r"duration: ([\d.]+) ms\s+plan:\n(.*)", entry, re.S)
+            if m:
+                found.append({"ms": float(m.group(1)), "plan": m.group(2).rstrip()})
+        found.sort(key=lambda p: -p["ms"])
+        plans.extend(found[:keep])
+        plans.append({"slow_statements": len(found)})
+
+
 def start(work: Path, opts: Any) -> tuple[Stack, Cluster, str]:
     cluster = Cluster(work / "pg", free_port(), durable=False)
+    # auto_explain is loaded but off (its default, -1): it logs the plans of slow searches
+    # only while the search step turns it on (ALTER SYSTEM, so not on this command line,
+    # which would win over it).
     cluster.start({"max_connections": "300", "work_mem": "64MB",
-                   "shared_buffers": opts.shared_buffers})
+                   "shared_buffers": opts.shared_buffers,
+                   "shared_preload_libraries": "auto_explain",
+                   "auto_explain.log_analyze": "on",
+                   "auto_explain.log_buffers": "on", "auto_explain.log_timing": "on"})
     # The bench account must be account 1001, the one bench/suppression.py's steps sign for.
     stack = Stack(StackSettings(
         var=work / "stack", ports={name: free_port() for name in PORTS},
@@ -134,7 +170,7 @@ def roots(stack: Stack, cluster: Cluster) -> dict[str, int]:
 
 def run(opts: Any, say: Any = print) -> dict[str, Any]:
     """opts: sizes (ascending row counts), seconds, connections, lookup_workers, gw_workers,
-    shared_buffers, search_repeat."""
+    shared_buffers, search_repeat, slow_ms (auto_explain threshold of the search step)."""
     work = Path(tempfile.mkdtemp(prefix="bench-fullstack-"))
     work.chmod(0o755)
     stack: Stack | None = None
@@ -159,8 +195,10 @@ def run(opts: Any, say: Any = print) -> dict[str, Any]:
             sup.run_sql(cluster.dsn, "VACUUM ANALYZE suppression.entries")
             say(f"  {size:,} rows loaded ({out['import']['rows_per_s']:,.0f} rows/s); "
                 "searching")
-            out["search"][str(size)] = sup.searches(target, size,  # type: ignore[arg-type]
-                                                    opts.search_repeat)
+            with slow_plans(cluster, opts.slow_ms) as plans:
+                out["search"][str(size)] = sup.searches(target, size,  # type: ignore
+                                                        opts.search_repeat)
+            out.setdefault("slow_plans", {})[str(size)] = plans
         # The baseline of the last import: the same file by raw COPY + one merge.
         base_s = asyncio.run(sup.baseline_import(cluster.dsn, path))
         out["import"]["baseline_copy_merge_rows_per_s"] = out["import"]["rows"] / base_s
