@@ -38,6 +38,7 @@ UI = Path(__file__).with_name("ui")  # the web UI: static files, public
 Role = Literal["lookup", "list"]
 BASE = "/api/v1/suppression-list"
 MAX_JSON_BODY = 50 * 1024 * 1024
+MAX_JOB_ID = 2**63 - 1  # bigint
 # Paths below BASE that are never recipients (none of them holds an '@').
 RESERVED = ("summary", "lookup", "imports", "export", "openapi.json")
 
@@ -145,15 +146,23 @@ async def post_import(request: Request) -> Response:
                         headers={"Location": location})
 
 
+def job_id_of(request: Request) -> int:
+    """The path's job id; one past PostgreSQL's bigint names no job (rather than a 500)."""
+    job_id: int = request.path_params["job_id"]
+    if job_id > MAX_JOB_ID:
+        raise NotFound("Import job not found")
+    return job_id
+
+
 async def get_import(request: Request) -> Response:
-    job = await request.app.state.store.job(scope_of(request), request.path_params["job_id"])
+    job = await request.app.state.store.job(scope_of(request), job_id_of(request))
     if job is None:
         raise NotFound("Import job not found")
     return ok({"results": imports.job_json(job, BASE)})
 
 
 async def cancel_import(request: Request) -> Response:
-    job_id = request.path_params["job_id"]
+    job_id = job_id_of(request)
     state = await request.app.state.store.cancel_job(scope_of(request), job_id)
     if state is None:
         raise NotFound("Import job not found")
@@ -169,7 +178,7 @@ async def list_imports(request: Request) -> Response:
 
 async def get_rejects(request: Request) -> Response:
     store: Store = request.app.state.store
-    job_id = request.path_params["job_id"]
+    job_id = job_id_of(request)
     if await store.job(scope_of(request), job_id) is None:
         raise NotFound("Import job not found")
     body = stream(lambda output: store.export_rejects(job_id, output))

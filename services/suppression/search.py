@@ -106,6 +106,9 @@ def parse_int(name: str, value: str, low: int, high: int) -> int:
 
 
 def parse_filters(q: Mapping[str, str], now: datetime | None = None) -> Filters:
+    for name in ("domain", "description"):  # PostgreSQL text cannot hold NUL
+        if "\x00" in (q.get(name) or ""):
+            raise InvalidRequest(f"Invalid {name}", f"{name} may not contain a NUL character")
     start = parse_time("from", q["from"]) if q.get("from") else None
     end = parse_time("to", q["to"]) if q.get("to") else (now or datetime.now(UTC))
     if start and start > end:
