@@ -22,7 +22,6 @@ local function request_id()
     if type(id) ~= "string" or not re_find(id, REQUEST_ID_RE, "jo") then
         id = ngx.var.request_id
     end
-    ngx.req.set_header("X-Request-Id", id)
     return id
 end
 
@@ -69,7 +68,6 @@ function _M.run()
         return errors.send(err)
     end
     ctx.decision = decision
-    ngx.var.gw_account = decision.account_id
     local ok, lerr = limit.check(route, decision)
     if not ok then
         return errors.send(lerr)

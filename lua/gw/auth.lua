@@ -52,7 +52,6 @@ local function store(key, entry)
     if ttl <= 0 then
         return
     end
-    lru:set(key, entry, ttl)
     local ok, err = shared[DICT]:set(key, encode(entry), ttl)
     if not ok then
         log(ERR, "gw_decisions dict: ", err)
@@ -60,18 +59,15 @@ local function store(key, entry)
 end
 
 local function lookup(key)
-    local entry = lru:get(key)
-    if entry then
-        return entry
-    end
     local json = shared[DICT]:get(key)
-    if json then
-        entry = decode(json)
-        if entry then
-            lru:set(key, entry, entry.expires - now() + config.auth_stale_ttl)
-        end
+    return json and decode(json)
+end
+
+local function remember(local_key, entry)
+    local ttl = entry.expires - now() + config.auth_stale_ttl
+    if ttl > 0 then
+        lru:set(local_key, entry, ttl)
     end
-    return entry
 end
 
 -- One question in flight per cache key on this node: the first request to miss asks, the
@@ -88,7 +84,6 @@ local function wait_for_answer(key, lock_key, t)
         local json = dict:get(key)
         local entry = json and decode(json)
         if entry and fresh(entry, t) then
-            lru:set(key, entry, entry.expires - now() + config.auth_stale_ttl)
             return entry
         end
         if not dict:get(lock_key) then
@@ -162,12 +157,28 @@ function _M.decide(route, cached_only)
     end
     local method = ngx.req.get_method()
     local subaccount = ngx.var.http_x_msys_subaccount
-    local grants_override = route.grants and type(route.grants) == "table"
-        and concat(route.grants, ",") or nil
-    local key = _M.cache_key(hmac.sha256_hex(token), route.resource, method, subaccount,
-        grants_override)
+    local grants_override = route.grants_key
+    if grants_override == nil then -- once per route table
+        grants_override = type(route.grants) == "table" and concat(route.grants, ",") or false
+        route.grants_key = grants_override
+    end
+    grants_override = grants_override or nil
+    -- The per-worker LRU is keyed by the request's own words (process memory, as the
+    -- request itself is); only the node-wide dict, shared memory, is keyed by a hash of the
+    -- credential, so the hash is computed on an LRU miss only.
+    local local_key = concat({ token, route.resource, method, subaccount or "",
+        grants_override or "" }, "\0")
     local t = now()
-    local entry = lookup(key)
+    local entry = lru:get(local_key)
+    local key
+    if not (entry and fresh(entry, t)) then
+        key = _M.cache_key(hmac.sha256_hex(token), route.resource, method, subaccount,
+            grants_override)
+        entry = lookup(key)
+        if entry then
+            remember(local_key, entry)
+        end
+    end
     if entry and fresh(entry, t) then
         count("hit")
     elseif cached_only then
@@ -195,6 +206,7 @@ function _M.decide(route, cached_only)
         end
         if new then
             entry = new
+            remember(local_key, entry)
         else
             metrics.inc("gateway_auth_errors_total")
             log(ERR, "decision for ", route.name, " failed: ", err)

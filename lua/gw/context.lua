@@ -35,8 +35,18 @@ function _M.canonical(method, uri, account, subaccount, key_id, grants, request_
         "\n")
 end
 
+-- One regex over the raw header block finds whether any reserved header came at all;
+-- only then are the headers walked (most requests carry none, and building the header
+-- table is the expensive part).
+local RESERVED_RE = [[^(x-(account|subaccount|key|gateway)-|x-(grants|account|subaccount)\s*:)]]
+
 -- Remove every client-sent reserved header, whatever its case and however often it came.
+-- (The six context headers themselves are also replaced by proxy_set_header in nginx.conf,
+-- which drops a client's header of the same name.)
 function _M.strip_client_headers()
+    if not ngx.re.find(ngx.req.raw_header(true), RESERVED_RE, "joim") then
+        return
+    end
     local headers = ngx.req.get_headers(0, true)
     for name in pairs(headers) do
         if _M.is_reserved(name) then
@@ -71,13 +81,15 @@ function _M.set(secret, decision, request_id)
     local ts = tostring(ngx_time())
     local sig = hmac.hmac_sha256_hex(secret, _M.canonical(ngx.req.get_method(),
         ngx.var.request_uri, account, subaccount, key_id, grants, request_id, ts))
-    local set = ngx.req.set_header
-    set("X-Account-Id", account)
-    set("X-Subaccount-Id", subaccount)
-    set("X-Key-Id", key_id)
-    set("X-Grants", grants)
-    set("X-Gateway-Timestamp", ts)
-    set("X-Gateway-Signature", sig)
+    -- nginx.conf's proxy_set_header sends these variables upstream (an empty one is not
+    -- sent at all): cheaper than rewriting the request's header list six times.
+    local var = ngx.var
+    var.gw_account = account
+    var.gw_subaccount = subaccount
+    var.gw_key_id = key_id
+    var.gw_grants = grants
+    var.gw_timestamp = ts
+    var.gw_signature = sig
 end
 
 return _M
