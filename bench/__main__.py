@@ -19,6 +19,7 @@ import os
 import platform
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -75,8 +76,22 @@ def main(argv: list[str] | None = None) -> int:
         say(f"== {name} (load average {os.getloadavg()[0]:.2f})")
         before = os.getloadavg()
         t0 = time.monotonic()
-        data["results"][name] = fn()
+        samples: list[float] = []
+        done = threading.Event()
+
+        def sample() -> None:  # the 1-minute load average every 5 s while it runs
+            while not done.wait(5):
+                samples.append(os.getloadavg()[0])
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            data["results"][name] = fn()
+        finally:
+            done.set()
+            sampler.join()
         data["load"][name] = {"before": before, "after": os.getloadavg(),
+                              "max": max(samples, default=before[0]),
                               "seconds": round(time.monotonic() - t0, 1)}
 
     say(f"bench: {s['mode']} mode, {seconds}s per measurement; sizes "

@@ -146,11 +146,11 @@ def table(data: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     m = data["machine"]
-    loads = ", ".join(f"{k} {v['before'][0]:.2f} -> {v['after'][0]:.2f}"
-                      for k, v in data["load"].items())
+    loads = ", ".join(f"{k} {v['before'][0]:.2f} -> {v['after'][0]:.2f} "
+                      f"(max {v.get('max', 0):.2f})" for k, v in data["load"].items())
     lines += ["", f"{data['mode']} mode; {m['nproc']} CPUs ({m['cpu']}), "
               f"{m['memory_gb']} GB, Linux {m['kernel']}, PostgreSQL {m['postgres']}; "
-              f"1-min load average per section (before -> after): {loads}"]
+              f"1-min load average per section (before -> after, max): {loads}"]
     if data["mode"] != "full":
         lines.append("quick mode: sizes are smaller than the goals' (10M rows); run "
                      "`make bench BENCH_ARGS=--full` for those.")
