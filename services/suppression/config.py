@@ -26,4 +26,5 @@ class Config:
             pool_min=int(src.get("SUPPRESSION_POOL_MIN", "2")),
             pool_max=int(src.get("SUPPRESSION_POOL_MAX", "10")),
             import_batch_rows=int(src.get("SUPPRESSION_IMPORT_BATCH_ROWS", "50000")),
+            import_lease_seconds=int(src.get("SUPPRESSION_IMPORT_LEASE_SECONDS", "60")),
         )

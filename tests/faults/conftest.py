@@ -24,6 +24,9 @@ def fstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = Stack(StackSettings(
         var=root, ports=ports, start_redis=True, durable_pg=False, gateway_workers=2,
         auth_stale_ttl=120,
+        # a killed worker's job is taken up again 2 s after its lease lapses
+        extra_env={"SUPPRESSION_IMPORT_LEASE_SECONDS": "2",
+                   "SUPPRESSION_IMPORT_BATCH_ROWS": "10000"},
         gateway={"failed_auth_limit": {"limit": 100000, "window": 1}}))
     try:
         stack.start(say=lambda *_: None)

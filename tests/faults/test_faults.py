@@ -4,6 +4,7 @@ and every acknowledged write survives. Each test prints the counts of statuses i
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -183,3 +184,61 @@ def test_nginx_reload_under_load_drops_no_request(fstack: Stack, keepalive: bool
     assert int((fstack.gateway_prefix / "nginx.pid").read_text()) == master
     os.kill(master, 0)
 
+
+
+def test_an_import_worker_killed_half_way_is_resumed_and_a_rerun_converges(
+        fstack: Stack) -> None:
+    import asyncio
+
+    import asyncpg
+
+    key = fault_key(fstack)
+    rows = 120_000
+    body = "recipient,type,description\n" + "".join(
+        f"kill-{i}@example.com,{'transactional' if i % 2 else 'non_transactional'},k\n"
+        for i in range(rows))
+    headers = {"Authorization": key, "Content-Type": "text/csv"}
+
+    def run_import() -> str:
+        resp = httpx.post(f"{fstack.gateway_url}{BASE}/imports", headers=headers,
+                          content=body.encode(), timeout=120)
+        assert resp.status_code == 202, resp.text
+        return str(resp.json()["results"]["id"])
+
+    def job(job_id: str) -> dict[str, Any]:
+        got = httpx.get(f"{fstack.gateway_url}{BASE}/imports/{job_id}",
+                        headers={"Authorization": key})
+        return dict(got.json()["results"])
+
+    def wait(job_id: str, done: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + 300
+        while not done(state := job(job_id)):
+            assert time.monotonic() < deadline, state
+            time.sleep(0.02)
+        return state
+
+    first = run_import()
+    mid = wait(first, lambda j: j["state"] == "running" and j["rows_written"] > 0)
+    worker = fstack.procs["worker"]
+    os.killpg(worker.pid, signal.SIGKILL)  # no chance to hand the job back
+    assert worker.popen is not None
+    worker.popen.wait(10)
+    worker.start()
+    finished = wait(first, lambda j: j["state"] in ("done", "failed"))
+    assert finished["state"] == "done", finished
+    assert finished["attempts"] >= 2  # it was taken up again after the kill
+
+    async def count() -> int:
+        conn = await asyncpg.connect(fstack.dsn)
+        try:
+            return int(await conn.fetchval(
+                "SELECT count(*) FROM suppression.entries WHERE recipient LIKE 'kill-%'"))
+        finally:
+            await conn.close()
+
+    after_first = asyncio.run(count())
+    second = run_import()
+    assert wait(second, lambda j: j["state"] in ("done", "failed"))["state"] == "done"
+    assert asyncio.run(count()) == after_first == rows
+    print(f"import killed at {mid['rows_written']} of {rows} rows written; resumed and "
+          f"re-run: {after_first} rows")
