@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from gateway.stack import ROOT, Stack, StackSettings, ports_from_env
 from portcullis.procs import StartError
@@ -60,10 +61,27 @@ def on_signal(signum: int, frame: FrameType | None) -> None:
     raise Stop(signal.Signals(signum).name)
 
 
+def tls_from_env() -> dict[str, Any]:
+    """PORTCULLIS_TLS_CERT and PORTCULLIS_TLS_KEY (PEM files) turn on the TLS listener, on
+    PORTCULLIS_TLS_PORT (8443)."""
+    cert = os.environ.get("PORTCULLIS_TLS_CERT") or None
+    key = os.environ.get("PORTCULLIS_TLS_KEY") or None
+    if bool(cert) != bool(key):
+        raise StartError("set both PORTCULLIS_TLS_CERT and PORTCULLIS_TLS_KEY, or neither")
+    port = os.environ.get("PORTCULLIS_TLS_PORT", "8443")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise StartError(f"PORTCULLIS_TLS_PORT={port!r} is not a port number")
+    for path in (cert, key):
+        if path and not Path(path).is_file():
+            raise StartError(f"TLS file not found: {path}")
+    return {"tls_port": int(port), "tls_cert": cert, "tls_key": key}
+
+
 def run(var: Path) -> int:
     settings = StackSettings(var=var, ports=ports_from_env(),
                              database_url=os.environ.get("DATABASE_URL") or None,
-                             redis_url=os.environ.get("REDIS_URL") or None)
+                             redis_url=os.environ.get("REDIS_URL") or None,
+                             **tls_from_env())
     stack = Stack(settings)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -74,6 +92,7 @@ def run(var: Path) -> int:
         print(f"""
 Portcullis is running ({stack.flavor.name} gateway).
   gateway        {stack.gateway_url}          (public API, e.g. /api/v1/suppression-list)
+  gateway (TLS)  {tls_url(stack)}
   metrics        {stack.url('metrics')}/metrics
   control plane  {stack.url('control')}           (admin token in var/admin-token)
   auth service   {stack.url('auth')}
@@ -110,6 +129,12 @@ Ctrl-C stops everything.""", flush=True)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         stack.stop()
         print("stopped.", flush=True)
+
+
+def tls_url(stack: Stack) -> str:
+    if not stack.s.tls_cert:
+        return "off (set PORTCULLIS_TLS_CERT and PORTCULLIS_TLS_KEY)"
+    return f"https://127.0.0.1:{stack.s.tls_port}"
 
 
 def _tail(path: Path) -> str:

@@ -74,6 +74,27 @@ class GatewaySettings:
         default_factory=lambda: {"limit": 120, "window": 60, "burst": 60})
     anonymous_limit: dict[str, int] | None = field(
         default_factory=lambda: {"limit": 100, "window": 1, "burst": 200})
+    # A second, TLS listener on the public server ("127.0.0.1:8443"), when all three are set.
+    tls_listen: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+
+def tls_lines(settings: GatewaySettings) -> str:
+    """The TLS listener's directives for the public server; empty when TLS is off."""
+    wanted = (settings.tls_listen, settings.tls_cert, settings.tls_key)
+    if not any(wanted):
+        return ""
+    if not all(wanted):
+        raise ValueError("TLS needs tls_listen, tls_cert and tls_key together")
+    reuseport = " reuseport" if settings.reuseport else ""
+    return (f"        listen {settings.tls_listen} ssl backlog=4096{reuseport};\n"
+            f"        ssl_certificate {settings.tls_cert};\n"
+            f"        ssl_certificate_key {settings.tls_key};\n"
+            "        ssl_protocols TLSv1.2 TLSv1.3;\n"
+            "        ssl_session_cache shared:gw_tls:10m;\n"
+            "        # Plain HTTP sent to the TLS port: JSON 400, not nginx's page.\n"
+            "        error_page 497 =400 /_gw/error;")
 
 
 def write_config(settings: GatewaySettings, flavor: Flavor | None = None) -> Path:
@@ -132,6 +153,7 @@ def write_config(settings: GatewaySettings, flavor: Flavor | None = None) -> Pat
         "listen": settings.listen,
         "reuseport": " reuseport" if settings.reuseport else "",
         "metrics_listen": settings.metrics_listen,
+        "tls": tls_lines(settings),
     }
     conf = prefix / "nginx.conf"
     conf.write_text(render(TEMPLATE.read_text(), values))

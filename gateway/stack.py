@@ -74,6 +74,10 @@ class StackSettings:
     auth_stale_ttl: int = 60
     extra_env: dict[str, str] = field(default_factory=dict)
     gateway: dict[str, Any] = field(default_factory=dict)  # GatewaySettings overrides
+    # TLS on the public server, on tls_port, when a certificate and its key are given.
+    tls_port: int = 8443
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
 
 class Stack:
@@ -131,6 +135,8 @@ class Stack:
             wanted.pop("postgres")
         if not self.s.start_redis:
             wanted.pop("redis")
+        if self.s.tls_cert:
+            wanted["tls"] = self.s.tls_port
         taken = [f"{name} :{port}" for name, port in wanted.items() if port_in_use(port)]
         if taken:
             raise StartError("port already in use: " + ", ".join(taken)
@@ -204,8 +210,14 @@ class Stack:
             redis_url=self.redis_url,
             workers=self.s.gateway_workers,
             auth_stale_ttl=self.s.auth_stale_ttl,
-            **self.s.gateway,
+            **{**self.tls_settings(), **self.s.gateway},
         )
+
+    def tls_settings(self) -> dict[str, str]:
+        if not (self.s.tls_cert or self.s.tls_key):
+            return {}
+        return {"tls_listen": f"127.0.0.1:{self.s.tls_port}", "tls_cert": self.s.tls_cert or "",
+                "tls_key": self.s.tls_key or ""}
 
     def start_gateway(self) -> Proc:
         conf = write_config(self.gateway_settings(), self.flavor)
