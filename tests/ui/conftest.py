@@ -83,3 +83,4 @@ def sign_in(page: Page, stack: Stack, key: str) -> None:
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
     expect(page.locator("#result-count")).not_to_be_empty()
+    expect(page.locator("#search")).to_have_attribute("aria-busy", "false")

@@ -343,6 +343,12 @@ def test_the_progress_bar_follows_the_import_job(
     }""")
     page.get_by_label("CSV file").set_input_files(path)
     page.get_by_role("button", name="Upload").click()
+    page.wait_for_function("""() => {
+        const bar = document.getElementById('import-progress');
+        return bar.dataset.phase === 'import' && bar.value > 0 && bar.value < 1;
+    }""", timeout=120_000)
+    expect(page.locator("#import-state")).to_contain_text("Importing: ")
+    save_shot(page, "11-import-in-progress")
     expect(page.locator("#import-state")).to_have_text("Done", timeout=120_000)
     seen: list[tuple[str, float]] = [tuple(s) for s in page.evaluate("window.seen")]
     during = sorted({v for phase, v in seen if phase == "import" and 0 < v < 1})
@@ -385,6 +391,7 @@ def test_the_keyboard_alone_signs_in_and_searches(page: Page, stack: Stack,
     page.keyboard.press("Enter")
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
     expect(page.locator("#main")).to_be_focused()
+    expect(page.locator("#search")).to_have_attribute("aria-busy", "false")
     order = []
     for _ in range(6):
         page.keyboard.press("Tab")
@@ -460,3 +467,70 @@ def test_a_lost_network_is_said_and_the_page_stays(page: Page, stack: Stack,
     page.context.set_offline(False)
     page.get_by_role("button", name="Search", exact=True).click()
     expect(page.get_by_role("alert")).to_be_hidden()
+
+
+@pytest.mark.parametrize(("status", "headers", "body", "expected"), [
+    (401, {}, {"errors": [{"message": "Unauthorized."}]},
+     "Your API key was not accepted: it may be mistyped, expired or revoked. "
+     "Sign out and sign in with a valid key."),
+    (403, {}, {"errors": [{"message": "Recipient could not be removed - Compliance"}]},
+     "Your API key may not do this. Recipient could not be removed - Compliance"),
+    (429, {"Retry-After": "7"}, {"errors": [{"message": "Too many requests"}]},
+     "Too many requests. Try again in 7 seconds."),
+    (429, {}, None, "Too many requests. Wait a moment and try again."),
+    (503, {}, {"errors": [{"message": "Service Unavailable"}]},
+     "The service is unavailable right now (HTTP 503). Nothing was lost; try again in a moment."),
+    (502, {"Content-Type": "text/html"}, "<html>bad gateway</html>",
+     "The service is unavailable right now (HTTP 502). Nothing was lost; try again in a moment."),
+    (400, {}, {"errors": [{"message": "Invalid list_id", "description": "list_id must be ..."}]},
+     "Invalid list_id: list_id must be ..."),
+])
+def test_each_api_error_reads_as_a_sentence(page: Page, stack: Stack, status: int,
+                                            headers: dict[str, str], body: Any,
+                                            expected: str) -> None:
+    """The UI's own error wording (api.js), run in the browser on answers of each kind."""
+    page.goto(app_url(stack))
+    said = page.evaluate("""async ([status, headers, body]) => {
+        const { failure } = await import('./api.js');
+        const text = body === null ? null : typeof body === 'string' ? body : JSON.stringify(body);
+        return (await failure(new Response(text, { status, headers }))).message;
+    }""", [status, headers, body])
+    assert said == expected
+
+
+def test_a_missing_file_under_app_is_a_json_404(stack: Stack) -> None:
+    resp = httpx.get(stack.gateway_url + "/app/nope.js")
+    assert resp.status_code == 404
+    assert "errors" in resp.json()
+
+
+# The browser's file picker is a native dialog that no test can drive: a stand-in that
+# keeps what the page writes, chunk by chunk.
+SAVE_PICKER = """
+window.showSaveFilePicker = async (options) => {
+  window.saved = { name: options.suggestedName, chunks: [], closed: false };
+  return { createWritable: async () => ({
+    write: async (chunk) => { window.saved.chunks.push(new TextDecoder().decode(chunk)); },
+    close: async () => { window.saved.closed = true; },
+    abort: async () => {},
+  }) };
+};
+"""
+
+
+def test_a_big_download_goes_to_the_file_as_it_arrives(page: Page, stack: Stack,
+                                                       tenant: Tenant) -> None:
+    where = domain()
+    sent = {(f"d{i}@{where}", f"streamed {i}") for i in range(10_000)}
+    Api(stack, tenant.key).bulk([{"recipient": r, "type": "non_transactional",
+                                  "description": d} for r, d in sent])
+    page.add_init_script(SAVE_PICKER)
+    sign_in(page, stack, tenant.key)
+    search_for(page, where)
+    page.get_by_label("Save to a file as it arrives (for very large lists)").check()
+    page.get_by_role("button", name="Download CSV").click()
+    expect(page.get_by_role("status")).to_contain_text("Downloaded suppression-list.csv")
+    saved = page.evaluate("window.saved")
+    assert saved["closed"] and saved["name"] == "suppression-list.csv"
+    rows = list(csv.DictReader(io.StringIO("".join(saved["chunks"]))))
+    assert {(r["recipient"], r["description"]) for r in rows} == sent

@@ -13,8 +13,7 @@ const STATE_LABEL = { uploading: "Uploading", queued: "Waiting for a worker",
                       cancelled: "Cancelled" };
 
 function contentType(file) {
-  return /\.(nd)?jsonl?$/i.test(file.name) || /\.ndjson$/i.test(file.name)
-    ? "application/x-ndjson" : "text/csv";
+  return /\.(ndjson|jsonl)$/i.test(file.name) ? "application/x-ndjson" : "text/csv";
 }
 
 function bar(phase, value, text) {
@@ -33,8 +32,8 @@ function upload(file) {
     xhr.setRequestHeader("Content-Type", contentType(file));
     xhr.upload.addEventListener("progress", (ev) => {
       if (ev.lengthComputable) {
-        bar("upload", ev.loaded / ev.total,
-            `Uploading ${file.name}: ${Math.round((100 * ev.loaded) / ev.total)}%`);
+        bar("upload", ev.loaded / ev.total, `Uploading ${file.name}`);
+        $("import-state").textContent = `${Math.round((100 * ev.loaded) / ev.total)}% sent`;
       }
     });
     xhr.addEventListener("load", async () => {
@@ -44,8 +43,10 @@ function upload(file) {
       if (xhr.status === 202) resolve(JSON.parse(xhr.responseText).results);
       else reject(await failure(resp));
     });
-    xhr.addEventListener("error", () => reject(new Error(
-      "The upload did not reach the server. Check your connection and try again.")));
+    const lost = () => reject(new Error(
+      "The upload did not reach the server. Check your connection and try again."));
+    xhr.addEventListener("error", lost);
+    xhr.addEventListener("abort", lost);
     xhr.send(file);
   });
 }
@@ -75,18 +76,20 @@ function describe(job) {
 
 const wait = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 
-async function follow(id) {
+async function follow(id, name) {
   for (;;) {
     let job;
     try {
       job = (await getJson(`${BASE}/imports/${id}`)).results;
     } catch (err) {
-      if (err.status !== 429 && err.status < 500 && err.status !== 0) throw err;
+      // The job goes on without us: wait out a rate limit, a restart or a lost network.
+      const transient = err.status === 0 || err.status === 429 || err.status >= 500;
+      if (!transient) throw err;
       say(`${err.message} Still following import ${id}…`);
       await wait(Math.max(1, err.retryAfter || 2) * 1000);
       continue;
     }
-    bar("import", job.progress, `Import ${id}: ${describe(job)}`);
+    bar("import", job.progress, `Import ${id} of ${name}`);
     $("import-state").textContent = describe(job);
     if (ENDED.includes(job.state)) return job;
     await wait(POLL_MS);
@@ -109,7 +112,7 @@ export function setUp({ onDone }) {
     guarded(async () => {
       try {
         const job = await upload(file);
-        lastJob = await follow(job.id);
+        lastJob = await follow(job.id, file.name);
         summarise(lastJob);
         if (lastJob.state === "failed") {
           showError(`The import failed: ${lastJob.error || "no reason given"}.`);

@@ -32,7 +32,7 @@ export function filters() {
            perPage: data.get("per_page") };
 }
 
-const state = { pages: [], current: null, onOpen: null };
+const state = { pages: [], current: null, onOpen: null, seq: 0 };
 
 function cell(row, label, text, className) {
   const td = document.createElement("td");
@@ -102,15 +102,18 @@ async function load(href) {
   }
 }
 
+// Only the latest search is shown: an older answer that arrives late is dropped.
 async function show(href) {
   const section = $("results").closest("section");
+  const seq = ++state.seq;
   section.setAttribute("aria-busy", "true");
   try {
     const answer = await load(href);
+    if (seq !== state.seq) return;
     state.current = href;
     render(answer);
   } finally {
-    section.setAttribute("aria-busy", "false");
+    if (seq === state.seq) section.setAttribute("aria-busy", "false");
   }
 }
 
