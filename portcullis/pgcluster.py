@@ -79,6 +79,7 @@ class Cluster:
 
     def start(self, extra: dict[str, str] | None = None) -> None:
         self.init()
+        _chown_for_postgres(self.root)  # again: a parent's mode may have changed since
         settings = {
             "port": str(self.port),
             "listen_addresses": "127.0.0.1",

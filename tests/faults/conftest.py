@@ -17,8 +17,13 @@ from portcullis.procs import free_port
 
 
 @pytest.fixture(scope="module")
-def fstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    root = tmp_path_factory.mktemp("faults")
+def fstack() -> Iterator[Stack]:
+    # Not under pytest's own temp folder: pytest keeps that 0700, and PostgreSQL runs as
+    # the postgres user, which must reach its data folder again after a restart.
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="portcullis-faults-"))
     os.chmod(root, 0o755)
     ports = {name: free_port() for name in PORTS}
     stack = Stack(StackSettings(
@@ -35,6 +40,8 @@ def fstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         raise
     yield stack
     stack.stop()
+    if not os.environ.get("KEEP_TEST_DIR"):
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def fault_key(stack: Stack) -> str:
