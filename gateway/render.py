@@ -26,10 +26,16 @@ class Flavor:
     redis_module: str
 
 
+def openresty_flavor(lua_dir: str, binary: str = "/usr/local/openresty/bin/openresty") -> Flavor:
+    """OpenResty (on PATH, or the official openresty/openresty image): no modules to load,
+    cjson and resty.redis built in; `lua_dir` is where lua/ is on the gateway's host."""
+    return Flavor("openresty", binary, "", f"{lua_dir}/?.lua;;", ";;", "resty.redis")
+
+
 def detect() -> Flavor:
     lua_dir = ROOT / "lua"
     if openresty := shutil.which("openresty"):
-        return Flavor("openresty", openresty, "", f"{lua_dir}/?.lua;;", ";;", "resty.redis")
+        return openresty_flavor(str(lua_dir), openresty)
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     modules = Path("/usr/lib/nginx/modules")
     lines = [f"load_module {modules / m};" for m in
@@ -158,3 +164,52 @@ def write_config(settings: GatewaySettings, flavor: Flavor | None = None) -> Pat
     conf = prefix / "nginx.conf"
     conf.write_text(render(TEMPLATE.read_text(), values))
     return conf
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m gateway.render`: write nginx.conf and gateway.json for a gateway on another
+    host or in a container (docker-compose.yml's gateway-config service). The admin token and
+    the signing secret come from the environment, never from the command line."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m gateway.render")
+    parser.add_argument("--flavor", choices=["openresty", "local"], default="openresty",
+                        help="openresty: the official image; local: this machine's nginx")
+    parser.add_argument("--prefix", type=Path, required=True,
+                        help="the nginx prefix on the gateway's host; files are written there")
+    parser.add_argument("--lua-dir", default=str(ROOT / "lua"),
+                        help="where lua/ is on the gateway's host")
+    parser.add_argument("--listen", default="0.0.0.0:8080")
+    parser.add_argument("--metrics-listen", default="127.0.0.1:9145")
+    parser.add_argument("--control-url", required=True)
+    parser.add_argument("--authsvc-addr", required=True, help="host:port[,host:port...]")
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or None)
+    parser.add_argument("--workers", default="auto")
+    parser.add_argument("--tls-listen")
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
+    args = parser.parse_args(argv)
+    admin_token = os.environ.get("PORTCULLIS_ADMIN_TOKEN", "")
+    signing_secret = os.environ.get("PORTCULLIS_SIGNING_SECRET", "")
+    if not admin_token or not signing_secret:
+        print("set PORTCULLIS_ADMIN_TOKEN and PORTCULLIS_SIGNING_SECRET", file=sys.stderr)
+        return 2
+    flavor = openresty_flavor(args.lua_dir) if args.flavor == "openresty" else detect()
+    settings = GatewaySettings(
+        prefix=args.prefix, listen=args.listen, metrics_listen=args.metrics_listen,
+        control_url=args.control_url, authsvc_addr=args.authsvc_addr,
+        admin_token=admin_token, signing_secret=signing_secret, redis_url=args.redis_url,
+        workers=args.workers, tls_listen=args.tls_listen, tls_cert=args.tls_cert,
+        tls_key=args.tls_key)
+    try:
+        conf = write_config(settings, flavor)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"wrote {conf} and {settings.prefix / 'gateway.json'} ({flavor.name})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

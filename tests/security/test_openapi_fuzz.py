@@ -10,6 +10,7 @@ import hypothesis
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase
+from hypothesis.configuration import set_hypothesis_home_dir
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from gateway.stack import Stack
@@ -46,6 +47,12 @@ def fuzz(operation: Any, mode: Any, base_url: str, headers: dict[str, str],
                             f"{response.text[:200]!r}: {', '.join(titles)}")
 
     run()
+
+
+@pytest.fixture(autouse=True)
+def hypothesis_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Hypothesis keeps its example database and constants cache out of the work tree."""
+    set_hypothesis_home_dir(str(tmp_path_factory.mktemp("hypothesis")))
 
 
 @pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
