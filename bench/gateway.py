@@ -93,16 +93,46 @@ def wrk(url: str, seconds: int, connections: int, threads: int,
         scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
         pct[label] = float(value) * scale
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50_ms": pct.get("50", 0.0), "p99_ms": pct.get("99", 0.0),
+    done = re.search(r"(\d+) requests in", out)
+    return {"requests": float(done.group(1)) if done else 0.0, "rps": rps, "p50_ms": pct.get("50", 0.0), "p99_ms": pct.get("99", 0.0),
             "non2xx": float(non2xx.group(1)) if non2xx else 0.0}
 
 
-def measure(url: str, args: argparse.Namespace, headers: dict[str, str]) -> dict[str, float]:
+def workers_of(master: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == master:
+                pids.append(int(entry.name))
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU the processes have used: unlike throughput, hardly moved by other
+    load on the machine, so the per-request cost compares fairly across runs."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def measure(url: str, args: argparse.Namespace, headers: dict[str, str],
+            master: int) -> dict[str, float]:
     wrk(url, 2, args.connections, args.threads, headers)  # warm up (keep-alive, caches)
+    workers = workers_of(master)
+    before = cpu_seconds(workers)
     load = wrk(url, args.seconds, args.connections, args.threads, headers)
+    used = cpu_seconds(workers) - before
     quiet = wrk(url, max(3, args.seconds // 2), 1, 1, headers)
     return {"rps": load["rps"], "p99_ms": load["p99_ms"], "non2xx": load["non2xx"],
-            "p50_c1_ms": quiet["p50_ms"], "p99_c1_ms": quiet["p99_ms"]}
+            "p50_c1_ms": quiet["p50_ms"], "p99_c1_ms": quiet["p99_ms"],
+            "cpu_us_per_request": used / max(load["requests"], 1) * 1e6}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -154,9 +184,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "bench-local", None, access_log=False, log_level="warn")
         procs.append(local_node)
         results = {
-            "bare": measure(f"http://127.0.0.1:{bare_port}/bench/x", args, {}),
-            "local": measure(f"http://127.0.0.1:{local_port}/bench/x", args, headers),
-            "redis": measure(f"http://127.0.0.1:{redis_node_port}/bench/x", args, headers),
+            "bare": measure(f"http://127.0.0.1:{bare_port}/bench/x", args, {}, bare.pid),
+            "local": measure(f"http://127.0.0.1:{local_port}/bench/x", args, headers,
+                             local_node.pid),
+            "redis": measure(f"http://127.0.0.1:{redis_node_port}/bench/x", args, headers,
+                             redis_node.pid),
         }
         return {"args": vars(args), "results": results}
     finally:
@@ -171,12 +203,15 @@ def report(data: dict[str, Any]) -> str:
     r = data["results"]
     bare = r["bare"]
     lines = [f"{'path':8} {'req/s':>10} {'x bare':>7} {'p99 ms':>8} {'p50@c1 ms':>10} "
-             f"{'added p50 ms':>13} {'non-2xx':>8}"]
+             f"{'added p50 ms':>13} {'CPU us/req':>11} {'x bare CPU':>11} {'non-2xx':>8}"]
     for name in ("bare", "local", "redis"):
         m = r[name]
         lines.append(f"{name:8} {m['rps']:10.0f} {m['rps'] / bare['rps']:7.2f} "
                      f"{m['p99_ms']:8.2f} {m['p50_c1_ms']:10.3f} "
-                     f"{m['p50_c1_ms'] - bare['p50_c1_ms']:13.3f} {m['non2xx']:8.0f}")
+                     f"{m['p50_c1_ms'] - bare['p50_c1_ms']:13.3f} "
+                     f"{m['cpu_us_per_request']:11.1f} "
+                     f"{bare['cpu_us_per_request'] / m['cpu_us_per_request']:11.2f} "
+                     f"{m['non2xx']:8.0f}")
     return "\n".join(lines)
 
 
