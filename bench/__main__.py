@@ -52,14 +52,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", help="comma-separated row counts for the suppression section "
                                   "(quick 100000,1000000; full 1000000,10000000)")
     p.add_argument("--json", type=Path, help="write the results here instead")
+    p.add_argument("--report", type=Path, metavar="RESULTS_JSON",
+                   help="print the table of an earlier run's results file and stop")
     args = p.parse_args(argv)
+    if args.report:
+        print(table(json.loads(args.report.read_text())))
+        return 0
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(only) - set(SECTIONS)
     if unknown:
         p.error(f"unknown sections: {', '.join(sorted(unknown))}")
     for tool in ("wrk", "pgbench", "curl"):
         if not shutil.which(tool):
-            p.error(f"{tool} is required (make setup installs it)")
+            p.error(f"{tool} is required (apt-get install {tool}; wrk and pgbench come with"
+                    " make setup)")
     s = scale(args)
     if args.sizes:
         s["sizes"] = sorted(int(x) for x in args.sizes.split(","))

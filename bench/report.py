@@ -51,6 +51,16 @@ def gateway_rows(g: dict[str, Any]) -> list[Row]:
         rows.append((f"gateway throughput, {name} limits (wrk -c32)", n(m["rps"], "req/s"),
                      f"bare nginx {n(bare['rps'], 'req/s')}", ratio(m["rps"], bare["rps"]),
                      f">= {goal}x", verdict(m["rps"] / bare["rps"] >= goal)))
+    if "cpu_us_per_request" in bare:
+        # CPU per request hardly moves with other load on the machine: bare/gateway is the
+        # throughput ratio the gateway would have if CPU were the only limit.
+        for name in ("local", "redis"):
+            m = r[name]
+            rows.append((f"gateway nginx CPU per request, {name} limits",
+                         n(m["cpu_us_per_request"], "us"),
+                         f"bare nginx {n(bare['cpu_us_per_request'], 'us')}",
+                         ratio(bare["cpu_us_per_request"], m["cpu_us_per_request"]),
+                         "", ""))
     for name in ("local", "redis"):
         added = r[name]["p50_c1_ms"] - bare["p50_c1_ms"]
         rows.append((f"gateway added p50 latency, {name} limits (-c1)", n(added, "ms"),
@@ -66,8 +76,9 @@ def auth_rows(a: dict[str, Any]) -> list[Row]:
     for kind in ("api keys", "HS256 JWTs", "RS256 JWTs"):
         if kind in a:
             m = a[kind]
+            per_cpu = f", {n(m['per_cpu_second'])} per CPU-s" if m.get("per_cpu_second") else ""
             rows.append((f"auth decisions on cache miss, {kind}",
-                         f"{n(m['rate'], '/s')} (p99 {m['p99']})", base,
+                         f"{n(m['rate'], '/s')} (p99 {m['p99']}{per_cpu})", base,
                          ratio(m["rate"], floor["rate"]) if floor else "-", "", ""))
     return rows
 

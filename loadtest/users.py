@@ -140,7 +140,7 @@ class ListManager(PortcullisUser):
         for i in range(rows):
             out.writerow([f"import{batch}-{i}@{domain}", TYPES[i % 2], "loadtest import"])
         name = f"POST {BASE}/imports"
-        with self.client.post(f"{BASE}/imports", data=text.getvalue().encode(), name=name,
+        with self.client.post(f"{BASE}/imports", data=text.getvalue(), name=name,
                               catch_response=True,
                               headers=self.auth(self.tenant.manage_key)
                               | {"Content-Type": "text/csv"}) as resp:

@@ -50,6 +50,9 @@ def test_locust_smoke_run_sends_every_kind_of_request_without_an_error(
                + int(stats[EXPECTED[1]]["Request Count"]))
     assert sending > int(total["Request Count"]) * 0.75, "the sending pipeline is the bulk"
     assert (tmp_path / "smoke.html").stat().st_size > 0
+    with open(tmp_path / "smoke_ratelimited.csv") as f:
+        limited = list(csv.DictReader(f))
+    assert limited == [], "the load-test plan is far above what a smoke run sends"
 
 
 def test_locust_run_fails_when_the_p99_is_above_the_limit(stack: Stack,
