@@ -1,29 +1,41 @@
 -- HMAC-SHA256 and SHA-256 through the OpenSSL that nginx itself links (LuaJIT FFI): Debian
 -- ships no lua-resty-string, and a C call is faster than any Lua implementation.
+--
+-- OpenSSL 3's one-shot HMAC() looks its algorithm up on every call, which costs more than
+-- the hashing of a short message; here the key's inner and outer SHA-256 states are
+-- computed once per key and copied for each message (the RFC 2104 construction).
 local ffi = require("ffi")
 local C = ffi.C
 local ffi_new = ffi.new
 local ffi_str = ffi.string
+local ffi_copy = ffi.copy
 local format = string.format
 local byte = string.byte
+local char = string.char
+local rep = string.rep
 local gsub = string.gsub
+local bxor = require("bit").bxor
 
 ffi.cdef [[
-typedef struct evp_md_st EVP_MD;
-const EVP_MD *EVP_sha256(void);
-unsigned char *HMAC(const EVP_MD *evp_md, const void *key, int key_len,
-                    const unsigned char *d, size_t n, unsigned char *md,
-                    unsigned int *md_len);
+typedef struct SHA256state_st {
+    unsigned int h[8];
+    unsigned int Nl, Nh;
+    unsigned int data[16];
+    unsigned int num, md_len;
+} SHA256_CTX;
+int SHA256_Init(SHA256_CTX *c);
+int SHA256_Update(SHA256_CTX *c, const void *data, size_t len);
+int SHA256_Final(unsigned char *md, SHA256_CTX *c);
 unsigned char *SHA256(const unsigned char *d, size_t n, unsigned char *md);
 ]]
 
 local _M = {}
 
-local buf = ffi_new("unsigned char[32]")
-local len = ffi_new("unsigned int[1]")
-local sha256_md = C.EVP_sha256()
-
-local HEX32 = string.rep("%02x", 32)
+local BLOCK = 64
+local CTX_SIZE = ffi.sizeof("SHA256_CTX")
+local digest = ffi_new("unsigned char[32]")
+local work = ffi_new("SHA256_CTX")
+local HEX32 = rep("%02x", 32)
 
 local function to_hex(s)
     if #s == 32 then
@@ -35,14 +47,53 @@ local function to_hex(s)
 end
 _M.to_hex = to_hex
 
-function _M.hmac_sha256_hex(key, msg)
-    C.HMAC(sha256_md, key, #key, msg, #msg, buf, len)
-    return to_hex(ffi_str(buf, len[0]))
+function _M.sha256_bin(msg)
+    C.SHA256(msg, #msg, digest)
+    return ffi_str(digest, 32)
 end
 
 function _M.sha256_hex(msg)
-    C.SHA256(msg, #msg, buf)
-    return to_hex(ffi_str(buf, 32))
+    return to_hex(_M.sha256_bin(msg))
+end
+
+local function padded(key, pad)
+    local out = {}
+    for i = 1, BLOCK do
+        out[i] = char(bxor(byte(key, i) or 0, pad))
+    end
+    return table.concat(out)
+end
+
+local keys = {} -- key -> { inner state, outer state }
+
+local function states(key)
+    local s = keys[key]
+    if s then
+        return s
+    end
+    if #key > BLOCK then
+        key = _M.sha256_bin(key)
+    end
+    local inner, outer = ffi_new("SHA256_CTX"), ffi_new("SHA256_CTX")
+    C.SHA256_Init(inner)
+    C.SHA256_Update(inner, padded(key, 0x36), BLOCK)
+    C.SHA256_Init(outer)
+    C.SHA256_Update(outer, padded(key, 0x5c), BLOCK)
+    s = { inner, outer }
+    keys[key] = s
+    return s
+end
+
+function _M.hmac_sha256_hex(key, msg)
+    local s = states(key)
+    ffi_copy(work, s[1], CTX_SIZE)
+    C.SHA256_Update(work, msg, #msg)
+    C.SHA256_Final(digest, work)
+    local inner_digest = ffi_str(digest, 32)
+    ffi_copy(work, s[2], CTX_SIZE)
+    C.SHA256_Update(work, inner_digest, 32)
+    C.SHA256_Final(digest, work)
+    return to_hex(ffi_str(digest, 32))
 end
 
 return _M

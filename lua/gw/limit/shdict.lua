@@ -1,17 +1,16 @@
 -- GCRA in a shared dict, shared by the workers of one node.
 --
--- incr is atomic, but GCRA's max(TAT, now) is not an incr. Instead the key's TTL is kept at
--- TAT - now, so an idle key expires exactly when its TAT falls behind the clock and the next
--- incr starts it afresh at now + interval. Not atomic: two workers racing on expire() may let
--- the key expire up to one interval early, which can admit one extra request per race; the
--- accuracy tests bound the effect (within 5% under 200 concurrent clients).
+-- The key holds the theoretical arrival time (TAT, ms). A request is one atomic incr by the
+-- emission interval: on a busy key that is the whole cost. When the key has been idle (its
+-- TAT fell behind the clock) the incr lands in the past and the key is set to now +
+-- interval instead. That set is not atomic with the incr: requests racing right after an
+-- idle spell may each restart the key, so a few may pass that an exact GCRA would count;
+-- a saturated key, the case a limit is for, never takes that path. Keys carry no TTL; the
+-- dict's own LRU eviction drops idle ones, whose state no longer matters.
 local gcra = require("gw.limit.gcra")
 
 local ngx = ngx
 local shared = ngx.shared
-local now_ms = function()
-    return ngx.now() * 1000
-end
 
 local _M = {}
 
@@ -20,15 +19,17 @@ local DICT = "gw_limits"
 function _M.take(key, spec)
     local dict = shared[DICT]
     local interval, tolerance = gcra.params(spec)
-    local now = now_ms()
-    local tat, err = dict:incr(key, interval, now, (interval + 1) / 1000)
+    local now = ngx.now() * 1000
+    local tat, err = dict:incr(key, interval, now)
     if not tat then
         return nil, "gw_limits dict: " .. tostring(err)
     end
+    if tat - interval < now then -- idle key: start afresh from now
+        tat = now + interval
+        dict:set(key, tat)
+    end
     local allowed, remaining, reset, retry = gcra.decide(tat, now, interval, tolerance)
-    if allowed then
-        dict:expire(key, (tat - now) / 1000 + 0.001)
-    else
+    if not allowed then
         dict:incr(key, -interval)
     end
     return allowed, remaining, reset, retry
