@@ -5,7 +5,6 @@
 -- the hashing of a short message; here the key's inner and outer SHA-256 states are
 -- computed once per key and copied for each message (the RFC 2104 construction).
 local ffi = require("ffi")
-local C = ffi.C
 local ffi_new = ffi.new
 local ffi_str = ffi.string
 local ffi_copy = ffi.copy
@@ -28,6 +27,12 @@ int SHA256_Update(SHA256_CTX *c, const void *data, size_t len);
 int SHA256_Final(unsigned char *md, SHA256_CTX *c);
 unsigned char *SHA256(const unsigned char *d, size_t n, unsigned char *md);
 ]]
+
+-- Inside nginx, OpenSSL is already loaded; under plain LuaJIT (the unit tests) load it.
+local C = ffi.C
+if not pcall(function() return C.SHA256_Init end) then
+    C = ffi.load("crypto")
+end
 
 local _M = {}
 
