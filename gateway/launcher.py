@@ -81,6 +81,9 @@ def run(var: Path) -> int:
     settings = StackSettings(var=var, ports=ports_from_env(),
                              database_url=os.environ.get("DATABASE_URL") or None,
                              redis_url=os.environ.get("REDIS_URL") or None,
+                             redis_cluster=[n.strip() for n in os.environ.get(
+                                 "PORTCULLIS_REDIS_CLUSTER", "").split(",") if n.strip()]
+                             or None,
                              **tls_from_env())
     stack = Stack(settings)
     signal.signal(signal.SIGTERM, on_signal)

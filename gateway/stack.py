@@ -66,6 +66,7 @@ class StackSettings:
     ports: dict[str, int]
     database_url: str | None = None  # None: a local cluster under var/pg
     redis_url: str | None = None     # None: no Redis, unless start_redis
+    redis_cluster: list[str] | None = None  # Redis Cluster seeds for the gateway's limits
     start_redis: bool = False
     durable_pg: bool = True
     gateway_workers: int | str = "auto"
@@ -208,6 +209,7 @@ class Stack:
             admin_token=self.admin_token,
             signing_secret=self.signing_secret,
             redis_url=self.redis_url,
+            redis_cluster=self.s.redis_cluster,
             workers=self.s.gateway_workers,
             auth_stale_ttl=self.s.auth_stale_ttl,
             **{**self.tls_settings(), **self.s.gateway},
