@@ -4,6 +4,7 @@ children that come and go (uvicorn workers, PostgreSQL backends) are caught too.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,23 @@ def _children() -> dict[int, list[int]]:
             continue
         kids.setdefault(int(fields[1]), []).append(int(stat.parent.name))
     return kids
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU used so far by `root` and every process below it, with the
+    children that exited and were reaped (their parents' cutime and cstime): pgbench's
+    PostgreSQL backends are gone by the time it returns."""
+    kids = _children()
+    todo, ticks = [root], 0
+    while todo:
+        pid = todo.pop()
+        todo.extend(kids.get(pid, ()))
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += sum(int(f) for f in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _kind(pid: int, status: dict[str, str]) -> str:

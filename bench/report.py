@@ -83,7 +83,7 @@ def auth_rows(a: dict[str, Any]) -> list[Row]:
     return rows
 
 
-def suppression_rows(s: dict[str, Any], mode: str) -> list[Row]:
+def suppression_rows(s: dict[str, Any], mode: str, cpus: int) -> list[Row]:
     rows: list[Row] = []
     single = s["single"]
     for path, base in (("gateway", "service"), ("service", "postgres"), ("postgres", None)):
@@ -96,6 +96,16 @@ def suppression_rows(s: dict[str, Any], mode: str) -> list[Row]:
                      f"{n(m['rps'], '/s')}, p99 {n(m['p99_ms'], 'ms')}",
                      f"{base} {n(single[base]['rps'], '/s')}" if base else "-",
                      ratio(m["rps"], single[base]["rps"]) if base else "-", goal, ok))
+    for path in ("gateway", "service", "postgres"):
+        cpu = single[path].get("cpu_us_per_request")
+        if cpu:
+            total = sum(cpu.values())
+            parts = " + ".join(f"{role} {n(us)}" for role, us in cpu.items())
+            rows.append((f"CPU per single lookup, {path} path", n(total, "us"),
+                         parts, "-", "", ""))
+            rows.append((f"single lookups, {path} path: {cpus} CPUs / CPU per lookup",
+                         n(cpus * 1e6 / total, "/s"), f"measured {n(single[path]['rps'], '/s')}",
+                         ratio(single[path]["rps"], cpus * 1e6 / total), "", ""))
     batch = s["batch"]
     for path, base in (("gateway", "service"), ("service", "postgres"), ("postgres", None)):
         goal = ">= 200,000/s" if path == "gateway" else ""
@@ -152,7 +162,8 @@ def table(data: dict[str, Any]) -> str:
     if "auth" in res:
         rows += auth_rows(res["auth"])
     if "suppression" in res:
-        rows += suppression_rows(res["suppression"], data["mode"])
+        rows += suppression_rows(res["suppression"], data["mode"],
+                                 data["machine"]["nproc"])
     head: Row = ("figure", "measured", "baseline (same run)", "ratio", "goal", "")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
