@@ -94,7 +94,8 @@ def wrk(url: str, seconds: int, connections: int, threads: int,
         pct[label] = float(value) * scale
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     done = re.search(r"(\d+) requests in", out)
-    return {"requests": float(done.group(1)) if done else 0.0, "rps": rps, "p50_ms": pct.get("50", 0.0), "p99_ms": pct.get("99", 0.0),
+    return {"requests": float(done.group(1)) if done else 0.0, "rps": rps,
+            "p50_ms": pct.get("50", 0.0), "p99_ms": pct.get("99", 0.0),
             "non2xx": float(non2xx.group(1)) if non2xx else 0.0}
 
 

@@ -89,7 +89,8 @@ def is_unavailable(exc: BaseException) -> bool:
 
     return isinstance(exc, (asyncpg.PostgresConnectionError,
                             asyncpg.exceptions.OperatorInterventionError,
-                            asyncpg.InterfaceError, OSError, TimeoutError))
+                            asyncpg.InterfaceError, asyncpg.InternalClientError,
+                            OSError, TimeoutError))
 
 
 async def unhandled_error_handler(request: Request, exc: Exception) -> Response:

@@ -74,7 +74,9 @@ def test_rate_limit_headers_and_a_429_in_sparkpost_shape(
 def test_local_limit_holds_within_5_percent_under_200_concurrent_clients(
         tenant: Tenant, routes: RouteAdmin, echo_target: str,
         local_node: tuple[Proc, int, int]) -> None:
-    limit, seconds, burst = 40, 10, 5
+    # A burst of a quarter second rides out a short stall of a busy machine; at most it
+    # adds 10 to the 400 expected, well inside the 5%.
+    limit, seconds, burst = 40, 10, 10
     name = unique("acc")
     routes.put(limited_route(name, echo_target, limit=limit, burst=burst))
     url = f"http://127.0.0.1:{local_node[1]}/{name}/x"
@@ -92,7 +94,7 @@ def test_local_limit_holds_within_5_percent_under_200_concurrent_clients(
 def test_redis_limit_holds_across_two_gateway_nodes(
         stack: Stack, tenant: Tenant, routes: RouteAdmin, echo_target: str,
         redis_node: tuple[Proc, int, int]) -> None:
-    limit, seconds, burst = 40, 10, 5
+    limit, seconds, burst = 40, 10, 10
     name = unique("acc2")
     routes.put(limited_route(name, echo_target, limit=limit, burst=burst))
     key = {"Authorization": tenant.key}

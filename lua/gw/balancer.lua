@@ -75,7 +75,9 @@ function _M.run()
         tried = {}
         ctx.tried = tried
         local more = IDEMPOTENT[ngx.req.get_method()] and up.retries or 0
-        if more > 0 and #up.targets > 1 then
+        -- Also with one target: an idempotent request that met a kept-alive connection the
+        -- service had just closed is safe to send again.
+        if more > 0 then
             ngx_balancer.set_more_tries(more)
         end
         ngx_balancer.set_timeouts(up.connect, up.send, up.read)

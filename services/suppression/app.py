@@ -209,7 +209,9 @@ async def healthz(request: Request) -> Response:
 
 # PostgreSQL out of reach (down, restarting, out of connections): 503, retry later.
 DB_DOWN = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-           asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
+           asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
+           # what a connection lost in the middle of an operation can leave behind
+           asyncpg.InternalClientError)
 
 
 async def unavailable(request: Request, exc: Exception) -> Response:
