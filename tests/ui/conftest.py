@@ -22,15 +22,16 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 NARROW = {"width": 375, "height": 812}
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps an event loop running on this
+# thread while it is open, which asyncio.run (the stack's start-up) and pytest-asyncio's
+# tests cannot share. So the stack starts first, and the browser stops with the module.
+@pytest.fixture(scope="module")
 def playwright(stack: Stack) -> Iterator[Playwright]:
-    # After the stack: Playwright's sync API keeps an event loop running on this thread,
-    # and the stack's start-up needs asyncio.run.
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     found = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
                                        args=CHROMIUM_ARGS)

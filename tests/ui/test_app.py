@@ -470,7 +470,10 @@ def test_a_lost_network_is_said_and_the_page_stays(page: Page, stack: Stack,
 
 
 @pytest.mark.parametrize(("status", "headers", "body", "expected"), [
-    (401, {}, {"errors": [{"message": "Unauthorized."}]},
+    (401, {}, {"errors": [{"message": "Unauthorized", "description": "Key revoked"}]},
+     "Your API key was not accepted: it may be mistyped, expired or revoked. "
+     "Sign out and sign in with a valid key. (The server said: Unauthorized: Key revoked.)"),
+    (401, {}, None,
      "Your API key was not accepted: it may be mistyped, expired or revoked. "
      "Sign out and sign in with a valid key."),
     (403, {}, {"errors": [{"message": "Recipient could not be removed - Compliance"}]},

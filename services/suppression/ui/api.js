@@ -60,7 +60,7 @@ export async function failure(resp) {
   let text;
   if (resp.status === 401) {
     text = "Your API key was not accepted: it may be mistyped, expired or revoked. "
-      + "Sign out and sign in with a valid key.";
+      + `Sign out and sign in with a valid key.${said ? ` (The server said: ${said}.)` : ""}`;
   } else if (resp.status === 403) {
     text = `Your API key may not do this. ${said || "Permission denied."}`;
   } else if (resp.status === 429) {

@@ -111,7 +111,7 @@ async function signIn(key) {
     session.signOut();
     if (err instanceof ApiError && err.status === 401) {
       throw new ApiError(401, "That API key was not accepted: check that it is complete, "
-        + "not expired and not revoked.");
+        + `not expired and not revoked.${err.apiMessage ? ` (The server said: ${err.apiMessage}.)` : ""}`);
     }
     if (err instanceof ApiError && err.status === 403) {
       throw new ApiError(403, "That API key may not use suppression lists: it needs the "
