@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         sampler.start()
         try:
             data["results"][name] = fn()
+        except Exception as exc:  # keep the other sections' figures and say what broke
+            data.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"[:1000]
+            say(f"!! {name} failed: {exc}")
         finally:
             done.set()
             sampler.join()
@@ -116,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             search_repeat=s["search_repeat"], slow_ms=25), say=say))
     data["seconds"] = round(time.time() - started, 1)
     text = table(data)
+    for name, err in data.get("errors", {}).items():
+        text += f"\nsection {name} FAILED: {err}"
     data["table"] = text
     print(text)
     path = args.json or RESULTS / f"{stamp}.json"
@@ -123,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps(data, indent=2, default=str))
     print(f"\n{s['mode']} run, {data['seconds']:.0f} s on {platform.node()}; "
           f"results in {path}")
-    return 0
+    return 1 if data.get("errors") else 0
 
 
 if __name__ == "__main__":

@@ -160,6 +160,16 @@ def start(work: Path, opts: Any) -> tuple[Stack, Cluster, str]:
     return stack, cluster, key
 
 
+def attempt(measure: Any) -> Any:
+    """A figure, or {"error": ...} when its measurement failed (a batch through the gateway
+    can outlast the route's read timeout on a cold 10M-row table): one failed figure must
+    not throw away the rest of a half-hour run."""
+    try:
+        return measure()
+    except Exception as exc:  # any failure of one measurement is reported, not fatal
+        return {"error": f"{type(exc).__name__}: {exc}"[:500]}
+
+
 def with_cpu(tree: dict[str, int], roles: tuple[str, ...], seconds: float,
              measure: Any) -> dict[str, Any]:
     """Run a lookup measurement and add the CPU microseconds each process tree of the path
@@ -238,11 +248,12 @@ def run(opts: Any, say: Any = print) -> dict[str, Any]:
         }
         say("  batch lookups: gateway, service, PostgreSQL")
         out["batch"] = {
-            "gateway": asyncio.run(sup.batch_lookups(
-                target, rows, opts.seconds, url=stack.gateway_url, auth=gw)),  # type: ignore
-            "service": asyncio.run(sup.batch_lookups(
-                target, rows, opts.seconds)),  # type: ignore[arg-type]
-            "postgres": asyncio.run(asyncpg_batches(cluster.dsn, rows, opts.seconds)),
+            "gateway": attempt(lambda: asyncio.run(sup.batch_lookups(
+                target, rows, opts.seconds, url=stack.gateway_url, auth=gw))),  # type: ignore
+            "service": attempt(lambda: asyncio.run(sup.batch_lookups(
+                target, rows, opts.seconds))),  # type: ignore[arg-type]
+            "postgres": attempt(lambda: asyncio.run(asyncpg_batches(cluster.dsn, rows,
+                                                                    opts.seconds))),
         }
         say("  export")
         secs = sup.api_export(target, rows)  # type: ignore[arg-type]

@@ -109,6 +109,12 @@ def suppression_rows(s: dict[str, Any], mode: str, cpus: int) -> list[Row]:
     batch = s["batch"]
     for path, base in (("gateway", "service"), ("service", "postgres"), ("postgres", None)):
         goal = ">= 200,000/s" if path == "gateway" else ""
+        failed = [x for x in (path, base) if x and isinstance(batch[x], dict)]
+        if failed:
+            err = batch[path]["error"] if path in failed else f"{base} failed"
+            rows.append((f"batch lookups of 10,000, {path}", f"failed: {err}", "-", "-",
+                         goal, verdict(False) if goal else ""))
+            continue
         rows.append((f"batch lookups of 10,000, {path}", n(batch[path], "recipients/s"),
                      f"{base} {n(batch[base], '/s')}" if base else "-",
                      ratio(batch[path], batch[base]) if base else "-", goal,
