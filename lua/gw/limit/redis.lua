@@ -98,13 +98,28 @@ function _M.discard_pool()
     epoch = epoch + 1
 end
 
+local pools = {} -- "host:port" -> {pool = name} for the current epoch (built once)
+local pools_epoch = 0
+
+local function pool_options(host, port)
+    if pools_epoch ~= epoch then
+        pools, pools_epoch = {}, epoch
+    end
+    local id = host .. ":" .. port
+    local opts = pools[id]
+    if not opts then
+        opts = { pool = "gw_redis:" .. id .. ":" .. epoch }
+        pools[id] = opts
+    end
+    return opts
+end
+
 -- host, port: a cluster node; nil for the REDIS_URL server.
 function _M.connect(timeout, host, port)
     host, port = host or target.host, port or target.port
     local red = redis_mod:new()
     red:set_timeouts(timeout or 100, 200, 200)
-    local ok, err = red:connect(host, port,
-        { pool = "gw_redis:" .. host .. ":" .. port .. ":" .. epoch })
+    local ok, err = red:connect(host, port, pool_options(host, port))
     if not ok then
         return nil, err
     end
