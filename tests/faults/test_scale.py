@@ -82,6 +82,9 @@ def test_one_instance_of_each_service_stopped_under_load_loses_nothing(
         return client.get(f"{url}{BASE}/scale@example.com", headers={"Authorization": key})
 
     fresh = [fault_key(fstack) for _ in range(5)]  # made while the admin API is up
+    with httpx.Client(timeout=30) as client:  # every (key, method) decided before the stops
+        for i in range(len(keys) * 3):
+            assert make(client, i).status_code in (200, 404)
     with Load(make) as load:
         load.wait_for(100)
         for name in ("auth", "lookup", "list"):
