@@ -93,9 +93,9 @@ local function wait_for_answer(key, lock_key, t)
     return nil
 end
 
--- After a failed call this worker does not ask again for a moment: during an outage
+-- After a failed call this worker does not ask again for a quarter second: during an outage
 -- requests get their stale decision or a 503 at once instead of each waiting on a timeout.
-local CIRCUIT_TTL = 1
+local CIRCUIT_TTL = 0.25
 local auth_down_until = 0
 
 local function ask(route, token, method, subaccount)
