@@ -11,6 +11,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from authsvc.errors import Conflict, Invalid, NotFound
+from portcullis.db import create_pool
 
 
 @dataclass(frozen=True)
@@ -94,22 +95,13 @@ class NewKey:
     expires_at: datetime | None
 
 
-async def _keep_session(conn: Conn) -> None:
-    return None
-
-
 class Store:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
     @classmethod
     async def connect(cls, dsn: str, min_size: int = 2, max_size: int = 10) -> Store:
-        # We never leave session state behind (no SET, LISTEN, advisory or cursors), so the
-        # pool's default reset query, one more round-trip per query, is skipped; asyncpg
-        # still rolls back a transaction left open.
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
-                                         reset=_keep_session)
-        return cls(pool)
+        return cls(await create_pool(dsn, min_size, max_size))
 
     async def close(self) -> None:
         await self.pool.close()

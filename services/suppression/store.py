@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from portcullis.db import create_pool
 from services.suppression.model import COMPLIANCE, MANUALLY_ADDED, Entry, Record, Scope
 from services.suppression.recipient import domain_of
 from services.suppression.search import Filters, Search
@@ -23,11 +24,6 @@ STAGING_COLUMNS = ("line", "recipient", "list_id", "type", "domain", "descriptio
 
 def record_of(row: asyncpg.Record) -> Record:
     return Record(**dict(row))
-
-
-async def keep_session(conn: asyncpg.Connection) -> None:
-    """No reset round trip when a connection goes back to the pool: no code of ours leaves
-    session state behind (no LISTEN, advisory locks or SET on pooled connections)."""
 
 
 class Where:
@@ -90,9 +86,7 @@ class Store:
 
     @classmethod
     async def connect(cls, dsn: str, min_size: int = 2, max_size: int = 10) -> Store:
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
-                                         reset=keep_session)
-        return cls(pool)
+        return cls(await create_pool(dsn, min_size, max_size))
 
     async def close(self) -> None:
         await self.pool.close()
