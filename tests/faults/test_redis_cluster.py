@@ -60,10 +60,26 @@ def test_a_key_limit_holds_on_a_redis_cluster_and_spreads_over_its_masters(
         fstack: Stack, redis_cluster: list[int]) -> None:
     limit, seconds = 30, 6
     plan = [{"dimension": "key", "limit": limit, "window": 1, "burst": 2}]
-    accounts = [int(fstack.admin("POST", "/admin/accounts",
-                                 {"name": f"cluster-{i}-{time.time_ns()}", "rate_limits": plan})
-                    ["id"]) for i in range(6)]
-    keys = [str(fstack.create_key(a, ["suppression_lists/manage"])["key"]) for a in accounts]
+    # Keys until every master owns the slot of at least one key's limit (the gateway's limit
+    # key is "rl:key:<key id>:<limit>/<window>/<burst>"), so the spread is certain.
+    probe = redis.Redis(port=redis_cluster[0])
+    owner = {}
+    for start, end, master, *_ in probe.execute_command("CLUSTER", "SLOTS"):
+        for slot in range(int(start), int(end) + 1):
+            owner[slot] = int(master[1])
+    keys: list[str] = []
+    covered: set[int] = set()
+    while covered != set(redis_cluster):
+        assert len(keys) < 200
+        account = int(fstack.admin("POST", "/admin/accounts",
+                                   {"name": f"cluster-{time.time_ns()}", "rate_limits": plan})
+                      ["id"])
+        created = fstack.create_key(account, ["suppression_lists/manage"])
+        slot = int(probe.execute_command("CLUSTER", "KEYSLOT",
+                                         f"rl:key:{created['id']}:{limit}/1/2"))
+        if owner[slot] not in covered or not keys:
+            covered.add(owner[slot])
+            keys.append(str(created["key"]))
     node, port, _ = fstack.start_extra_gateway(
         f"cluster-{time.time_ns()}", None,
         redis_cluster=[f"127.0.0.1:{p}" for p in redis_cluster])
