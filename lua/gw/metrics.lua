@@ -26,9 +26,6 @@ local HELP = {
     gateway_route_table_version = { "gauge", "Version of the route table in use" },
 }
 
--- Label sets become strings once and are remembered (routes and statuses are few).
-local label_cache = setmetatable({}, { __mode = "k" })
-
 local function labels(l)
     if not l then
         return ""
@@ -47,13 +44,8 @@ _M.labels = labels
 local pending = {}
 
 function _M.inc(name, l, n)
-    local key
-    if type(l) == "string" then
-        key = name .. l
-    else
-        local cached = l and label_cache[l]
-        key = name .. (cached or labels(l))
-    end
+    -- Hot callers pass a ready label string; a table is for rare ones.
+    local key = name .. (type(l) == "string" and l or labels(l))
     pending[key] = (pending[key] or 0) + (n or 1)
 end
 
