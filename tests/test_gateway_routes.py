@@ -120,17 +120,25 @@ def test_gateway_serves_the_last_table_while_the_control_plane_is_down_even_afte
         stack.restart("control")
 
 
+def pair_with_one_stopped(gw: httpx.Client, tenant: Tenant, routes: RouteAdmin,
+                          upstream_factory: Any, label: str, retries: int
+                          ) -> tuple[str, dict[str, str]]:
+    """A route over two echo targets, served, then its first target stopped."""
+    down, a = upstream_factory(f"down-{label}")
+    _, b = upstream_factory(f"up-{label}")
+    name = unique(label)
+    routes.put(echo_route(name, [a, b], retries=retries))
+    key = {"Authorization": tenant.key}
+    wait_status(gw, f"/{name}/x", 200, key)
+    down.stop()
+    return name, key
+
+
 @pytest.mark.gateway_errors(CONNECT_REFUSED, r"upstream prematurely closed",
                             r"no live upstreams")
 def test_with_one_of_two_targets_stopped_every_idempotent_request_succeeds(
         gw: httpx.Client, tenant: Tenant, routes: RouteAdmin, upstream_factory: Any) -> None:
-    down, a = upstream_factory("down")
-    _, b = upstream_factory("up")
-    name = unique("pair")
-    routes.put(echo_route(name, [a, b], retries=1))
-    key = {"Authorization": tenant.key}
-    wait_status(gw, f"/{name}/x", 200, key)
-    down.stop()
+    name, key = pair_with_one_stopped(gw, tenant, routes, upstream_factory, "pair", 1)
     statuses = Counter(gw.get(f"/{name}/x", headers=key).status_code for _ in range(40))
     statuses.update(gw.delete(f"/{name}/x", headers=key).status_code for _ in range(10))
     assert statuses == Counter({200: 50})
@@ -139,13 +147,7 @@ def test_with_one_of_two_targets_stopped_every_idempotent_request_succeeds(
 @pytest.mark.gateway_errors(CONNECT_REFUSED)
 def test_a_post_is_never_retried_on_another_target(
         gw: httpx.Client, tenant: Tenant, routes: RouteAdmin, upstream_factory: Any) -> None:
-    down, a = upstream_factory("down-post")
-    _, b = upstream_factory("up-post")
-    name = unique("post")
-    routes.put(echo_route(name, [a, b], retries=2))
-    key = {"Authorization": tenant.key}
-    wait_status(gw, f"/{name}/x", 200, key)
-    down.stop()
+    name, key = pair_with_one_stopped(gw, tenant, routes, upstream_factory, "post", 2)
     # A fresh connection each: after a failed streamed upload nginx may close the client
     # connection, and a reused one would race that close.
     statuses = Counter(httpx.post(f"{gw.base_url}/{name}/x", headers=key,
