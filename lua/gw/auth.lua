@@ -190,9 +190,14 @@ function _M.decide(route, cached_only)
         local lock_key = "lock:" .. key
         local new, err
         if shared[DICT]:add(lock_key, true, LOCK_TTL) then
-            new, err = ask(route, token, method, subaccount)
-            if new then
-                store(key, new)
+            -- Another request may have asked, stored and let go of the lock between our
+            -- miss and our taking it: look again before asking.
+            new = lookup(key)
+            if not (new and fresh(new, t)) then
+                new, err = ask(route, token, method, subaccount)
+                if new then
+                    store(key, new)
+                end
             end
             shared[DICT]:delete(lock_key)
         else
