@@ -17,7 +17,8 @@ import asyncpg
 from portcullis.errors import APIError
 from services.suppression.config import Config
 from services.suppression.imports import LineBuffer, RowReader
-from services.suppression.store import NOTIFY_CHANNEL, JobStore
+from services.suppression.jobstore import JobStore
+from services.suppression.store import NOTIFY_CHANNEL
 
 log = logging.getLogger("suppression.worker")
 FILL_BYTES = 4 << 20  # keep this much of the file decoded ahead of the parser

@@ -13,8 +13,9 @@ from portcullis.migrate import migrate_all
 from portcullis.pgcluster import Cluster
 from services.suppression import imports, worker
 from services.suppression.config import Config
+from services.suppression.jobstore import JobStore
 from services.suppression.model import Scope
-from services.suppression.store import JobStore, Store
+from services.suppression.store import Store
 
 
 @pytest.fixture(scope="module")
