@@ -162,6 +162,27 @@ def _redis_limit_scripts_run(stack: Stack) -> int:
                for name in ("cmdstat_evalsha", "cmdstat_eval"))
 
 
+def test_a_key_far_from_its_redis_limit_costs_one_script_per_lease_not_per_request(
+        stack: Stack, tenant: Tenant, routes: RouteAdmin, echo_target: str) -> None:
+    # Leases (lua/gw/limit/lease.lua): a worker charges Redis for up to 64 requests at once
+    # while the tightest limit has plenty left, and admits them without a round trip.
+    name = unique("lease")
+    routes.put(limited_route(name, echo_target, limit=100_000, burst=100_000))
+    url = f"{stack.gateway_url}/{name}/x"
+    key = {"Authorization": tenant.key}
+    wait_served(url, key)
+    before = _redis_limit_scripts_run(stack)
+    sent = 320
+    with httpx.Client(timeout=10) as c:
+        seen = [c.get(url, headers=key) for _ in range(sent)]
+    scripts = _redis_limit_scripts_run(stack) - before
+    assert {r.status_code for r in seen} == {200}
+    for r in seen:  # the headers still describe the tightest limit
+        assert 0 <= int(r.headers["ratelimit-remaining"]) <= int(r.headers["ratelimit-limit"])
+    assert 0 < scripts <= sent // 8, scripts
+    print(f"{sent} requests, {scripts} limit scripts in Redis")
+
+
 def test_response_cache_isolates_accounts_and_a_write_is_read_back(
         stack: Stack, make_tenant: Any, routes: RouteAdmin, echo_target: str) -> None:
     name = unique("cached")

@@ -9,6 +9,7 @@
 local config = require("gw.config")
 local errors = require("gw.errors")
 local gcra = require("gw.limit.gcra")
+local lease = require("gw.limit.lease")
 local metrics = require("gw.metrics")
 local redis_limit = require("gw.limit.redis")
 local shdict_limit = require("gw.limit.shdict")
@@ -19,7 +20,9 @@ local WARN = ngx.WARN
 local ceil = math.ceil
 local type = type
 local tostring = tostring
-local unpack = unpack
+local max = math.max
+local concat = table.concat
+local now = ngx.now
 
 local _M = {}
 
@@ -27,54 +30,129 @@ local CIRCUIT_TTL = 1
 local circuit_open_until = 0
 local last_logged = 0
 
--- Charge every limit of the request, all or nothing. Returns a list of
--- {allowed, remaining, reset, retry} per limit, or nil, err.
-local function take_all(keys, specs)
-    local n = #keys
-    if redis_limit.enabled() and ngx.now() >= circuit_open_until then
-        local args = {}
-        local params = {}
-        for i = 1, n do
-            local interval, tolerance = gcra.params(specs[i])
-            params[i] = { interval, tolerance }
-            args[2 * i - 1] = interval
-            args[2 * i] = tolerance
+-- Local policy: each limit charged in the shared dict, all or nothing.
+-- Returns allowed, index of the limit to report, remaining, reset (s), retry (s); or nil, err.
+local function take_local(plan)
+    local keys, intervals, tolerances = plan.keys, plan.intervals, plan.tolerances
+    local best, best_rem, best_reset
+    for i = 1, plan.n do
+        local allowed, remaining, reset, retry = shdict_limit.take(keys[i], intervals[i],
+            tolerances[i])
+        if allowed == nil then
+            return nil, remaining
         end
-        local res, err = redis_limit.take_all(keys, args)
-        if res then
-            local out = {}
-            for i = 1, n do
-                out[i] = { gcra.decide(tonumber(res[i + 1]), 0, params[i][1], params[i][2]) }
+        if not allowed then
+            for j = 1, i - 1 do -- all or nothing: give back what was charged
+                shdict_limit.give_back(keys[j], intervals[j])
             end
-            return out
+            return false, i, 0, reset, retry
         end
-        local t = ngx.now()
+        if not best or remaining < best_rem then
+            best, best_rem, best_reset = i, remaining, reset
+        end
+    end
+    return true, best, best_rem, best_reset, 0
+end
+
+-- Redis policy, with leases (gw.limit.lease): plan id -> what this worker holds.
+local leases, lease_count = {}, 0
+local MAX_LEASES = 20000
+
+local function remember_lease(id, l)
+    if not leases[id] then
+        lease_count = lease_count + 1
+        if lease_count > MAX_LEASES then -- plans come and go with keys: start afresh
+            leases, lease_count = {}, 1
+        end
+    end
+    leases[id] = l
+end
+
+local function charge(plan, n)
+    local args = plan.args1
+    if n > 1 then
+        args = {}
+        for i = 1, plan.n do
+            args[2 * i - 1] = plan.intervals[i] * n
+            args[2 * i] = plan.tolerances[i]
+        end
+    end
+    return redis_limit.take_all(plan.keys, args)
+end
+
+local function take_redis(plan)
+    local t = now()
+    local held = leases[plan.id]
+    if held and t < held.expires then
+        if held.denied then
+            return false, held.idx, 0, held.reset, held.expires - t
+        end
+        if held.left > 0 then
+            held.left = held.left - 1
+            return true, held.idx, held.rem + held.left, max(held.reset - (t - held.t), 0), 0
+        end
+    end
+    local n = held and held.next_n or 1
+    local res, err = charge(plan, n)
+    if res and tonumber(res[1]) ~= 1 and n > 1 then -- too big a lease near the limit: one
+        n = 1
+        res, err = charge(plan, 1)
+    end
+    if not res then
+        return nil, err
+    end
+    t = now()
+    local intervals, tolerances = plan.intervals, plan.tolerances
+    if tonumber(res[1]) == 1 then
+        local best, best_rem, best_reset
+        for i = 1, plan.n do
+            local rem, reset = lease.after_grant(tonumber(res[i + 1]), intervals[i],
+                tolerances[i])
+            if not best or rem < best_rem then
+                best, best_rem, best_reset = i, rem, reset
+            end
+        end
+        -- Requests charged by another request of this worker in the meantime stay usable.
+        local left = n - 1
+        held = leases[plan.id]
+        if held and not held.denied and t < held.expires then
+            left = left + held.left
+        end
+        remember_lease(plan.id, { t = t, expires = t + lease.TTL, left = left, rem = best_rem,
+            reset = best_reset, idx = best, next_n = lease.size(best_rem) })
+        return true, best, best_rem + left, best_reset, 0
+    end
+    -- Refused: until the first slot opens this worker answers 429 without asking again.
+    local idx, reset_b, retry_max = 1, 0, 0
+    for i = 1, plan.n do
+        local allowed, _, reset, retry = gcra.decide(tonumber(res[i + 1]), 0, intervals[i],
+            tolerances[i])
+        if not allowed and retry > retry_max then
+            idx, reset_b, retry_max = i, reset, retry
+        end
+    end
+    remember_lease(plan.id, { denied = true, t = t, expires = t + retry_max, idx = idx,
+        reset = reset_b, next_n = 1 })
+    return false, idx, 0, reset_b, retry_max
+end
+
+-- Charge every limit of the plan, all or nothing.
+local function take(plan)
+    if redis_limit.enabled() and now() >= circuit_open_until then
+        local allowed, idx, remaining, reset, retry = take_redis(plan)
+        if allowed ~= nil then
+            return allowed, idx, remaining, reset, retry
+        end
+        local t = now()
         circuit_open_until = t + CIRCUIT_TTL
         if t - last_logged >= CIRCUIT_TTL then
             last_logged = t
             log(WARN, "redis limits unavailable, using local limits for ", CIRCUIT_TTL,
-                "s: ", err)
+                "s: ", idx)
         end
         metrics.inc("gateway_redis_fallback_total", "")
     end
-    local out = {}
-    for i = 1, n do
-        local allowed, remaining, reset, retry = shdict_limit.take(keys[i], specs[i])
-        if allowed == nil then
-            return nil, remaining
-        end
-        out[i] = { allowed, remaining, reset, retry }
-        if not allowed then
-            for j = 1, i - 1 do -- all or nothing: give back what was charged
-                shdict_limit.give_back(keys[j], specs[j])
-            end
-            for j = i + 1, n do
-                out[j] = { true, 0, 0, 0 }
-            end
-            break
-        end
-    end
-    return out
+    return take_local(plan)
 end
 
 local function valid(spec)
@@ -82,31 +160,35 @@ local function valid(spec)
         and type(spec.window) == "number" and spec.window > 0
 end
 
+-- The identity a limit counts, or nil (nothing to count); the second value says whether it
+-- depends on the client address (then the plan is not kept with the decision).
 local function identity(dimension, route, decision, on_route)
     local id
+    local per_address = false
     if dimension == "key" then
         id = decision and decision.key_id
     elseif dimension == "account" then
         id = decision and decision.account_id
     elseif dimension == "client_ip" then
         id = ngx.var.remote_addr
+        per_address = true
     elseif dimension == "route" then
-        return "route:" .. route.name
+        return "route:" .. route.name, false
     end
     if id == nil or id == ngx.null then
-        return nil
+        return nil, false
     end
     id = dimension .. ":" .. tostring(id)
-    return on_route and (route.name .. ":" .. id) or id
+    return on_route and (route.name .. ":" .. id) or id, per_address
 end
 
--- Checks every applicable limit. Returns true, or nil and an error value (429).
--- Sets ngx.ctx.rate_headers to the most restrictive limit's RateLimit-* headers.
-function _M.check(route, decision)
+-- A plan: every limit that applies to (route, decision), with its key and GCRA parameters
+-- worked out once. Plain data; `false` when no limit applies.
+local function build_plan(route, decision)
     local checks = {}
-    local plan = decision and decision.plan
-    if type(plan) == "table" and type(plan.rate_limits) == "table" then
-        for _, spec in ipairs(plan.rate_limits) do
+    local plan_limits = decision and decision.plan
+    if type(plan_limits) == "table" and type(plan_limits.rate_limits) == "table" then
+        for _, spec in ipairs(plan_limits.rate_limits) do
             checks[#checks + 1] = { spec, false }
         end
     end
@@ -120,50 +202,97 @@ function _M.check(route, decision)
         anonymous.dimension = "client_ip"
         checks[#checks + 1] = { anonymous, false }
     end
-    local keys, specs, dims = {}, {}, {}
+    local plan = { n = 0, keys = {}, specs = {}, dims = {}, intervals = {}, tolerances = {},
+        args1 = {}, allowed_labels = {}, rejected_labels = {}, cacheable = true }
     for i = 1, #checks do
         local spec, on_route = checks[i][1], checks[i][2]
         local dimension = spec.dimension or (on_route and "route" or "key")
-        local id = valid(spec) and identity(dimension, route, decision, on_route)
+        local id, per_address
+        if valid(spec) then
+            id, per_address = identity(dimension, route, decision, on_route)
+        end
         if id then
-            local n = #keys + 1
-            keys[n] = "rl:" .. id .. ":" .. spec.limit .. "/" .. spec.window .. "/"
+            local n = plan.n + 1
+            plan.n = n
+            plan.keys[n] = "rl:" .. id .. ":" .. spec.limit .. "/" .. spec.window .. "/"
                 .. (spec.burst or spec.limit)
-            specs[n], dims[n] = spec, dimension
+            plan.specs[n], plan.dims[n] = spec, dimension
+            local interval, tolerance = gcra.params(spec)
+            plan.intervals[n], plan.tolerances[n] = interval, tolerance
+            plan.args1[2 * n - 1], plan.args1[2 * n] = interval, tolerance
+            plan.allowed_labels[n] = '{dimension="' .. dimension .. '",result="allowed"}'
+            plan.rejected_labels[n] = '{dimension="' .. dimension .. '",result="rejected"}'
+            if per_address then
+                plan.cacheable = false
+            end
         end
     end
-    if #keys == 0 then
+    if plan.n == 0 then
+        return false
+    end
+    plan.id = concat(plan.keys, "\0")
+    return plan
+end
+
+-- decision table -> route table -> plan: a decision lives in the worker's LRU for its TTL,
+-- and a new route table brings new route tables, so neither goes stale.
+local plans = setmetatable({}, { __mode = "k" })
+
+local function plan_for(route, decision)
+    if not decision then
+        return build_plan(route, nil)
+    end
+    local by_route = plans[decision]
+    if not by_route then
+        by_route = setmetatable({}, { __mode = "k" })
+        plans[decision] = by_route
+    end
+    local plan = by_route[route]
+    if plan == nil then
+        plan = build_plan(route, decision)
+        if plan and not plan.cacheable then
+            return plan
+        end
+        by_route[route] = plan
+    end
+    return plan
+end
+
+-- Checks every applicable limit. Returns true, or nil and an error value (429).
+-- Sets ngx.ctx.rate_headers to the most restrictive limit's RateLimit-* headers.
+function _M.check(route, decision)
+    local plan = plan_for(route, decision)
+    if not plan then
         return true
     end
-    local results, err = take_all(keys, specs)
-    if not results then
-        log(WARN, "rate limit check failed: ", err)
+    local allowed, idx, remaining, reset, retry = take(plan)
+    if allowed == nil then
+        log(WARN, "rate limit check failed: ", idx)
         return true
     end
-    local best
-    for i = 1, #keys do
-        local spec, dimension = specs[i], dims[i]
-        local allowed, remaining, reset, retry = unpack(results[i])
-        metrics.inc("gateway_rate_limit_total", '{dimension="' .. dimension
-            .. (allowed and '",result="allowed"}' or '",result="rejected"}'))
-        local headers = {
-            ["RateLimit-Limit"] = spec.limit,
-            ["RateLimit-Remaining"] = remaining,
-            ["RateLimit-Reset"] = ceil(reset),
-        }
-        if not allowed then
-            headers["Retry-After"] = ceil(retry)
-            ngx.ctx.rate_headers = headers
-            return nil, errors.new(429, "Too many requests",
-                "Rate limit exceeded (" .. dimension .. "): " .. spec.limit .. " per "
-                .. spec.window .. "s; retry after " .. ceil(retry) .. "s", "1429", headers)
+    local spec = plan.specs[idx]
+    local headers = {
+        ["RateLimit-Limit"] = spec.limit,
+        ["RateLimit-Remaining"] = remaining,
+        ["RateLimit-Reset"] = ceil(reset),
+    }
+    ngx.ctx.rate_headers = headers
+    if allowed then
+        local labels = plan.allowed_labels
+        for i = 1, plan.n do
+            metrics.inc("gateway_rate_limit_total", labels[i])
         end
-        if not best or remaining < best["RateLimit-Remaining"] then
-            best = headers
-        end
+        return true
     end
-    ngx.ctx.rate_headers = best
-    return true
+    metrics.inc("gateway_rate_limit_total", plan.rejected_labels[idx])
+    retry = ceil(retry)
+    if retry < 1 then
+        retry = 1
+    end
+    headers["Retry-After"] = retry
+    return nil, errors.new(429, "Too many requests",
+        "Rate limit exceeded (" .. plan.dims[idx] .. "): " .. spec.limit .. " per "
+        .. spec.window .. "s; retry after " .. retry .. "s", "1429", headers)
 end
 
 -- Brute-force shield: failed authentication counted per client address.
@@ -182,7 +311,7 @@ end
 function _M.count_failed_auth()
     local spec = config.failed_auth_limit
     if valid(spec) then
-        shdict_limit.take("fa:" .. ngx.var.remote_addr, spec)
+        shdict_limit.take("fa:" .. ngx.var.remote_addr, gcra.params(spec))
     end
 end
 

@@ -37,3 +37,31 @@ describe("gcra", function()
         assert.are.equal(10000, tolerance)
     end)
 end)
+
+describe("lease", function()
+    local lease = require("gw.limit.lease")
+
+    it("leases one at a time near the limit and up to MAX far from it", function()
+        assert.are.equal(1, lease.size(0))
+        assert.are.equal(1, lease.size(lease.SHARE * 2 - 1))
+        assert.are.equal(2, lease.size(lease.SHARE * 2))
+        assert.are.equal(lease.MAX, lease.size(1e9))
+    end)
+
+    it("never takes more than a share of what is left", function()
+        for remaining = 0, 5000, 7 do
+            local n = lease.size(remaining)
+            assert.is_true(n == 1 or n * lease.SHARE <= remaining)
+        end
+    end)
+
+    it("reports what Redis has left after a grant", function()
+        -- limit 10/s, burst 10: interval 100 ms, tolerance 1000 ms; TAT 300 ms ahead
+        local rem, reset = lease.after_grant(300, 100, 1000)
+        assert.are.equal(7, rem)
+        assert.are.equal(0.3, reset)
+        -- never below zero left, never a negative reset
+        assert.are.same({ 0, 1.05 }, { lease.after_grant(1050, 100, 1000) })
+        assert.are.same({ 10, 0 }, { lease.after_grant(-20, 100, 1000) })
+    end)
+end)

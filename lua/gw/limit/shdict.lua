@@ -16,9 +16,9 @@ local _M = {}
 
 local DICT = "gw_limits"
 
-function _M.take(key, spec)
+-- interval, tolerance: gcra.params of the limit (ms).
+function _M.take(key, interval, tolerance)
     local dict = shared[DICT]
-    local interval, tolerance = gcra.params(spec)
     local now = ngx.now() * 1000
     local tat, err = dict:incr(key, interval, now)
     if not tat then
@@ -36,8 +36,7 @@ function _M.take(key, spec)
 end
 
 -- Undo one charge (all-or-nothing checks whose later limit refused).
-function _M.give_back(key, spec)
-    local interval = gcra.params(spec)
+function _M.give_back(key, interval)
     shared[DICT]:incr(key, -interval)
 end
 
