@@ -4,7 +4,10 @@ One trivial upstream (an nginx answering 200 from memory) and, in front of it:
   * bare   - nginx proxying to it with keep-alive, nothing else;
   * local  - the full gateway path (route match, cached auth decision, GCRA limits in the
              shared dict, context signing, balancer_by_lua) with the local limit policy;
-  * redis  - the same with limits in Redis (one EVALSHA per limit per request).
+  * redis  - the same with limits in Redis (one script per lease of up to 64 requests);
+  * floor  - nginx with lua-nginx-module's phases present but empty (access, balancer,
+             header and body filters, log): what the runtime costs before the gateway does
+             any work, so the distance from bare nginx that no Lua code can close.
 Each is driven by wrk with the same connections and threads; throughput at `--connections`
 and latency at one connection (the added latency is the p50 difference at -c1).
 
@@ -63,6 +66,40 @@ http {{
             proxy_pass http://up;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+# The same proxy with every Lua phase the gateway uses, each doing nothing.
+FLOOR_CONF = """
+{load_modules}
+{user}
+worker_processes {workers};
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    upstream up {{
+        server 0.0.0.1:1;
+        balancer_by_lua_block {{
+            require("ngx.balancer").set_current_peer("127.0.0.1", {upstream})
+        }}
+        keepalive 256;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            access_by_lua_block {{ local _ = 1 }}
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            header_filter_by_lua_block {{ local _ = 1 }}
+            body_filter_by_lua_block {{ local _ = 1 }}
+            log_by_lua_block {{ local _ = 1 }}
         }}
     }}
 }}
@@ -151,6 +188,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             user=user, workers=args.workers, prefix="{prefix}", port=bare_port,
             upstream=up_port), root)
         procs.append(bare)
+        floor_port = free_port()
+        floor = start_nginx("floor", FLOOR_CONF.format(
+            load_modules=detect().load_modules, user=user, workers=args.workers,
+            prefix="{prefix}", port=floor_port, upstream=up_port), root)
+        procs.append(floor)
         redis_port = free_port()
         redis = start_redis(root / "redis", redis_port)
         procs.append(redis)
@@ -186,6 +228,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         procs.append(local_node)
         results = {
             "bare": measure(f"http://127.0.0.1:{bare_port}/bench/x", args, {}, bare.pid),
+            "floor": measure(f"http://127.0.0.1:{floor_port}/bench/x", args, {}, floor.pid),
             "local": measure(f"http://127.0.0.1:{local_port}/bench/x", args, headers,
                              local_node.pid),
             "redis": measure(f"http://127.0.0.1:{redis_node_port}/bench/x", args, headers,
@@ -205,7 +248,7 @@ def report(data: dict[str, Any]) -> str:
     bare = r["bare"]
     lines = [f"{'path':8} {'req/s':>10} {'x bare':>7} {'p99 ms':>8} {'p50@c1 ms':>10} "
              f"{'added p50 ms':>13} {'CPU us/req':>11} {'x bare CPU':>11} {'non-2xx':>8}"]
-    for name in ("bare", "local", "redis"):
+    for name in ("bare", "floor", "local", "redis"):
         m = r[name]
         lines.append(f"{name:8} {m['rps']:10.0f} {m['rps'] / bare['rps']:7.2f} "
                      f"{m['p99_ms']:8.2f} {m['p50_c1_ms']:10.3f} "

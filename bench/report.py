@@ -46,6 +46,12 @@ def gateway_rows(g: dict[str, Any]) -> list[Row]:
     r = g["results"]
     bare = r["bare"]
     rows: list[Row] = []
+    if "floor" in r:
+        # Empty Lua phases: the share of bare nginx's throughput no gateway code can pass.
+        f = r["floor"]
+        rows.append(("empty Lua phases (the runtime's floor, wrk -c32)", n(f["rps"], "req/s"),
+                     f"bare nginx {n(bare['rps'], 'req/s')}", ratio(f["rps"], bare["rps"]),
+                     "", ""))
     for name, goal in (("local", 0.85), ("redis", 0.70)):
         m = r[name]
         rows.append((f"gateway throughput, {name} limits (wrk -c32)", n(m["rps"], "req/s"),
@@ -54,9 +60,12 @@ def gateway_rows(g: dict[str, Any]) -> list[Row]:
     if "cpu_us_per_request" in bare:
         # CPU per request hardly moves with other load on the machine: bare/gateway is the
         # throughput ratio the gateway would have if CPU were the only limit.
-        for name in ("local", "redis"):
+        for name in ("floor", "local", "redis"):
+            if name not in r:
+                continue
             m = r[name]
-            rows.append((f"gateway nginx CPU per request, {name} limits",
+            rows.append((f"gateway nginx CPU per request, {name}" +
+                         ("" if name == "floor" else " limits"),
                          n(m["cpu_us_per_request"], "us"),
                          f"bare nginx {n(bare['cpu_us_per_request'], 'us')}",
                          ratio(bare["cpu_us_per_request"], m["cpu_us_per_request"]),
