@@ -30,8 +30,11 @@ local AUTH_LOCATION = "/_gw/authorize"
 
 local lru
 
+local RESULT_LABELS = { hit = '{result="hit"}', miss = '{result="miss"}',
+    stale = '{result="stale"}' }
+
 local function count(result)
-    metrics.inc("gateway_decision_cache_total", '{result="' .. result .. '"}')
+    metrics.inc("gateway_decision_cache_total", RESULT_LABELS[result])
 end
 
 function _M.init_worker()
@@ -39,7 +42,8 @@ function _M.init_worker()
 end
 
 function _M.cache_key(token_hash, resource, method, subaccount, grants_override)
-    return concat({ token_hash, resource, method, subaccount or "", grants_override or "" }, "|")
+    return token_hash .. "|" .. resource .. "|" .. method .. "|" .. (subaccount or "") .. "|"
+        .. (grants_override or "")
 end
 
 -- A cached entry: { status, body (decision or errors), expires, key_id, gen }
@@ -166,8 +170,8 @@ function _M.decide(route, cached_only)
     -- The per-worker LRU is keyed by the request's own words (process memory, as the
     -- request itself is); only the node-wide dict, shared memory, is keyed by a hash of the
     -- credential, so the hash is computed on an LRU miss only.
-    local local_key = concat({ token, route.resource, method, subaccount or "",
-        grants_override or "" }, "\0")
+    local local_key = token .. "\0" .. route.resource .. "\0" .. method .. "\0"
+        .. (subaccount or "") .. "\0" .. (grants_override or "")
     local t = now()
     local entry = lru:get(local_key)
     local key

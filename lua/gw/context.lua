@@ -31,8 +31,8 @@ function _M.is_reserved(name)
 end
 
 function _M.canonical(method, uri, account, subaccount, key_id, grants, request_id, ts)
-    return concat({ "v1", method, uri, account, subaccount, key_id, grants, request_id, ts },
-        "\n")
+    return "v1\n" .. method .. "\n" .. uri .. "\n" .. account .. "\n" .. subaccount .. "\n"
+        .. key_id .. "\n" .. grants .. "\n" .. request_id .. "\n" .. ts
 end
 
 -- One regex over the raw header block finds whether any reserved header came at all;

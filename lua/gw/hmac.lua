@@ -11,9 +11,10 @@ local ffi_copy = ffi.copy
 local format = string.format
 local byte = string.byte
 local char = string.char
-local rep = string.rep
 local gsub = string.gsub
-local bxor = require("bit").bxor
+local bit = require("bit")
+local bxor, band, rshift = bit.bxor, bit.band, bit.rshift
+local ffi_cast = ffi.cast
 
 ffi.cdef [[
 typedef struct SHA256state_st {
@@ -40,11 +41,22 @@ local BLOCK = 64
 local CTX_SIZE = ffi.sizeof("SHA256_CTX")
 local digest = ffi_new("unsigned char[32]")
 local work = ffi_new("SHA256_CTX")
-local HEX32 = rep("%02x", 32)
+local HEX_DIGITS = ffi_new("const char[16]", "0123456789abcdef")
+local hex_out = ffi_new("char[64]")
+
+-- 32 bytes at `p` as 64 hex digits.
+local function hex32(p)
+    for i = 0, 31 do
+        local b = p[i]
+        hex_out[2 * i] = HEX_DIGITS[rshift(b, 4)]
+        hex_out[2 * i + 1] = HEX_DIGITS[band(b, 15)]
+    end
+    return ffi_str(hex_out, 64)
+end
 
 local function to_hex(s)
     if #s == 32 then
-        return format(HEX32, byte(s, 1, 32))
+        return hex32(ffi_cast("const uint8_t *", s))
     end
     return (gsub(s, ".", function(c)
         return format("%02x", byte(c))
@@ -58,7 +70,8 @@ function _M.sha256_bin(msg)
 end
 
 function _M.sha256_hex(msg)
-    return to_hex(_M.sha256_bin(msg))
+    C.SHA256(msg, #msg, digest)
+    return hex32(digest)
 end
 
 local function padded(key, pad)
@@ -98,7 +111,7 @@ function _M.hmac_sha256_hex(key, msg)
     ffi_copy(work, s[2], CTX_SIZE)
     C.SHA256_Update(work, inner_digest, 32)
     C.SHA256_Final(digest, work)
-    return to_hex(ffi_str(digest, 32))
+    return hex32(digest)
 end
 
 return _M

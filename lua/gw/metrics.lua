@@ -43,10 +43,20 @@ _M.labels = labels
 -- second (flush), so a request costs a few Lua table updates, not a dozen dict locks.
 local pending = {}
 
+-- Counters wait per family and label string, so no string is built per call. Hot callers
+-- pass a ready label string; a table is for rare ones.
+local pending_inc = {}
+
 function _M.inc(name, l, n)
-    -- Hot callers pass a ready label string; a table is for rare ones.
-    local key = name .. (type(l) == "string" and l or labels(l))
-    pending[key] = (pending[key] or 0) + (n or 1)
+    local by_label = pending_inc[name]
+    if not by_label then
+        by_label = {}
+        pending_inc[name] = by_label
+    end
+    if type(l) ~= "string" then
+        l = labels(l)
+    end
+    by_label[l] = (by_label[l] or 0) + (n or 1)
 end
 
 local series_cache = {} -- name -> label string -> { bucket keys..., sum, count }
@@ -90,10 +100,15 @@ end
 
 function _M.flush()
     local dict = shared[DICT]
-    local batch = pending
-    pending = {}
+    local batch, counters = pending, pending_inc
+    pending, pending_inc = {}, {}
     for key, n in pairs(batch) do
         dict:incr(key, n, 0)
+    end
+    for name, by_label in pairs(counters) do
+        for l, n in pairs(by_label) do
+            dict:incr(name .. l, n, 0)
+        end
     end
 end
 
