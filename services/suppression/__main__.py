@@ -29,8 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     port = args.port or DEFAULT_PORTS[args.role]
+    # The lookup service answers small bodies at a high rate: its protocol sends each
+    # answer's head and body in one write (asgi.LookupHttp).
+    http = "services.suppression.asgi:LookupHttp" if args.role == "lookup" else "httptools"
     uvicorn.run(f"services.suppression.asgi:{args.role}_app", factory=True, host=args.host,
-                port=port, workers=args.workers, loop="uvloop", http="httptools",
+                port=port, workers=args.workers, loop="uvloop", http=http,
                 access_log=False, log_level="warning")
     return 0
 
