@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -191,6 +192,41 @@ def roots(stack: Stack, cluster: Cluster) -> dict[str, int]:
     return out
 
 
+async def fetch_value(dsn: str, sql: str) -> Any:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(sql)
+    finally:
+        await conn.close()
+
+
+def lookups_during_import(target: Target, stack: Stack, rows: int, opts: Any, work: Path,
+                          auth: dict[str, str]) -> dict[str, Any]:
+    """Single lookups through the gateway while an import of `rows` new rows is merging
+    (issue #6: p99 at most twice the idle p99). The import is left running; the stack's
+    stop ends it."""
+    path = work / "during-import.csv"
+    sup.write_csv(path, rows, offset=rows * 2)  # recipients not in the table: all inserts
+    threading.Thread(target=lambda: attempt(lambda: sup.api_import(target, path)),  # type: ignore
+                     daemon=True).start()
+
+    def merging() -> bool:
+        return bool(asyncio.run(fetch_value(target.cluster.dsn, "SELECT count(*) FROM "
+                                            "suppression.import_jobs WHERE state = 'running'")))
+
+    deadline = time.monotonic() + 600
+    while not merging():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the import never started merging")
+        time.sleep(0.2)
+    result: dict[str, Any] = sup.wrk_lookups(
+        target, rows, opts.seconds, work, opts.connections,  # type: ignore[arg-type]
+        url=stack.gateway_url, auth=auth)
+    result["import_rows"] = rows
+    result["still_merging_after"] = merging()
+    return result
+
+
 def run(opts: Any, say: Any = print) -> dict[str, Any]:
     """opts: sizes (ascending row counts), seconds, connections, lookup_workers, gw_workers,
     shared_buffers, search_repeat, slow_ms (auto_explain threshold of the search step)."""
@@ -260,6 +296,9 @@ def run(opts: Any, say: Any = print) -> dict[str, Any]:
         base_rows, base_secs = asyncio.run(sup.baseline_export(cluster.dsn))
         out["export"] = {"rows": base_rows, "rows_per_s": base_rows / secs,
                          "baseline_copy_rows_per_s": base_rows / base_secs}
+        say("  single lookups while an import runs")
+        out["single"]["during_import"] = attempt(lambda: lookups_during_import(
+            target, stack, rows, opts, work, gw))
         return out
     finally:
         if memory is not None:

@@ -105,6 +105,18 @@ def suppression_rows(s: dict[str, Any], mode: str, cpus: int) -> list[Row]:
                      f"{n(m['rps'], '/s')}, p99 {n(m['p99_ms'], 'ms')}",
                      f"{base} {n(single[base]['rps'], '/s')}" if base else "-",
                      ratio(m["rps"], single[base]["rps"]) if base else "-", goal, ok))
+    during = single.get("during_import")
+    if during:
+        idle = single["gateway"]["p99_ms"]
+        if "error" in during:
+            rows.append(("single lookups during an import, gateway", f"failed: "
+                         f"{during['error']}", "-", "-", "p99 <= 2x idle", verdict(False)))
+        else:
+            rows.append((f"single lookups during a {during['import_rows']:,}-row import, "
+                         f"gateway (c{during['connections']})",
+                         f"{n(during['rps'], '/s')}, p99 {n(during['p99_ms'], 'ms')}",
+                         f"idle p99 {n(idle, 'ms')}", ratio(during["p99_ms"], idle),
+                         "p99 <= 2x idle", verdict(during["p99_ms"] <= 2 * idle)))
     for path in ("gateway", "service", "postgres"):
         cpu = single[path].get("cpu_us_per_request")
         if cpu:
