@@ -114,7 +114,8 @@ async def get_recipient(request: Request) -> Response:
 
 async def batch_lookup(request: Request) -> Response:
     body = await json_body(request)
-    return ok(await suppressions(request).batch_lookup(scope_of(request), body))
+    return Response(await suppressions(request).batch_lookup(scope_of(request), body),
+                    media_type="application/json")
 
 
 # --- list service --------------------------------------------------------------------------
@@ -360,7 +361,7 @@ class LookupApp(Starlette):
     async def batch(self, scope: ASGIScope, receive: Receive, ctx: Context) -> bytes:
         body = await json_body(Request(scope, receive))
         found: Suppressions = self.state.suppressions
-        return dumps(await found.batch_lookup(Scope.of(ctx), body))
+        return await found.batch_lookup(Scope.of(ctx), body)
 
     async def fast(self, scope: ASGIScope, receive: Receive, send: Send, handler: Any) -> None:
         status = 200

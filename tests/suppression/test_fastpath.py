@@ -222,3 +222,60 @@ async def test_a_failed_coalesced_query_fails_each_of_its_lookups(config: Any) -
                                      for i in range(5)), return_exceptions=True)
     assert all(isinstance(r, Exception) for r in results)
     assert store.lookups.running == 0 and not store.lookups.waiting
+
+
+async def test_batch_answer_is_what_json_dumps_writes(api: Api) -> None:
+    """The batch answer is built as text: byte for byte what JSONResponse would send."""
+    from services.suppression.app import dumps
+
+    odd = ['q"uote@example.com', "back\\slash@example.com", "ünï@exämple.com",
+           "plain@example.com"]
+    await api.bulk([{"recipient": r, "type": "transactional"} for r in odd])
+    await api.bulk([{"recipient": odd[3], "type": "non_transactional", "list_id": "l.1"}])
+    await api.as_sub(9).bulk([{"recipient": odd[0], "type": "non_transactional"}])
+    for body in ({"recipients": [*odd, "nobody@example.com"]},
+                 {"recipients": [*odd, "Bad Recipient", 7, None, " Plain@EXAMPLE.com "]},
+                 {"recipients": odd, "list_id": "l.1"},
+                 {"recipients": odd, "type": "non_transactional"},
+                 {"recipients": []}):
+        resp = await api.lookup(body)
+        assert resp.status_code == 200
+        assert resp.content == dumps(resp.json())
+        assert resp.json()["results"]["checked"] + len(resp.json()["results"]["invalid"]) == \
+            len(body["recipients"])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("values", [
+    ["a@b", "plain@example.com", "Mixed.Case+tag@example.com"],
+    [],
+    ["a@b", "upper@EXAMPLE.COM"],
+    ["a@b", " padded@example.com"],
+    ["a@b", "dots..local@example.com"],
+    ["a@b", "x@exa..mple.com"],
+    ["a@b", "x@.example.com"],
+    ["a@b", "x@example.com."],
+    ["a@b", "x" * 64 + "@example.com"],
+    ["a@b", "x" * 65 + "@example.com"],
+    ["a@b", "a@" + "b" * 252],
+    ["a@b", "a@" + "b" * 251],
+    ["a@b", "two@at@example.com"],
+    ["a@b", "nodomain@"],
+    ["a@b", ""],
+    ["a@b", "line\n@example.com"],
+    ["a@b\nc@d"],
+    ["a@b", 5],
+    ["ünï@exämple.com"],
+])
+def test_the_whole_batch_check_agrees_with_one_by_one(values: list[Any]) -> None:
+    from services.suppression.recipient import BadRecipient, all_plain, canonical_fast
+
+    def unchanged(value: Any) -> bool:
+        try:
+            return isinstance(value, str) and canonical_fast(value) == value
+        except BadRecipient:
+            return False
+
+    if all_plain(values):  # may say False when all are fine, never True when one is not
+        assert all(unchanged(v) for v in values)
+    else:
+        assert values[:3] != ["a@b", "plain@example.com", "Mixed.Case+tag@example.com"]
