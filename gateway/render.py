@@ -132,6 +132,7 @@ def write_config(settings: GatewaySettings, flavor: Flavor | None = None) -> Pat
         "authsvc_url": f"http://{auth_addrs[0]}",
         "failed_auth_limit": settings.failed_auth_limit,
         "anonymous_limit": settings.anonymous_limit,
+        "access_log": settings.access_log,
     }
     config_path = prefix / "gateway.json"
     config_path.write_text(json.dumps(gw_conf, indent=2))

@@ -330,3 +330,22 @@ def test_the_request_id_is_logged_in_the_json_access_log(gw: httpx.Client,
     assert lines[0]["request_id"] == rid
     assert lines[0]["status"] == 404
     assert "secret-key-x" not in log.read_text(errors="replace")
+
+
+def test_access_log_lines_stay_valid_utf8_json_whatever_bytes_the_path_holds(
+        gw: httpx.Client, stack: Stack) -> None:
+    import json
+
+    rid = unique("bytes-id")
+    # nginx decodes %FF into a byte that is not UTF-8; "é" arrives as two UTF-8 bytes.
+    gw.get("/no/%FF/caf%C3%A9", headers={"X-Request-Id": rid})
+    log = stack.gateway_prefix / "logs" / "access.log"
+    deadline = time.monotonic() + 5
+    while True:
+        mine = [ln for ln in log.read_bytes().splitlines() if rid.encode() in ln]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    line = json.loads(mine[0].decode("utf-8"))  # strict: raises on a stray byte
+    assert line["path"] == "/no/%FF/caf%C3%A9"
+    assert line["status"] == 404

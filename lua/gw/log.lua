@@ -1,10 +1,12 @@
 -- log_by_lua: passive health bookkeeping and metrics.
 local balancer = require("gw.balancer")
+local config = require("gw.config")
 local metrics = require("gw.metrics")
 
 local ngx = ngx
 local tonumber = tonumber
 local gmatch = string.gmatch
+local find, gsub, format, byte = string.find, string.gsub, string.format, string.byte
 
 local _M = {}
 
@@ -38,7 +40,22 @@ local function upstream_seconds(value)
     return total
 end
 
+-- $uri for the access log: bytes outside printable ASCII as %XX, so the JSON line stays
+-- valid UTF-8 whatever the client sent.
+local function loggable(uri)
+    if not find(uri, "[^\32-\126]") then
+        return uri
+    end
+    return (gsub(uri, "[^\32-\126]", function(c)
+        return format("%%%02X", byte(c))
+    end))
+end
+_M.loggable = loggable
+
 function _M.run()
+    if config.access_log then
+        ngx.var.gw_log_uri = loggable(ngx.var.uri)
+    end
     local ctx = ngx.ctx
     local route = ctx.route
     if route then
