@@ -24,10 +24,12 @@ async def stream(produce: Producer) -> AsyncIterator[bytes]:
 
     async def output(chunk: bytes) -> None:
         # COPY arrives in pieces of a few kilobytes; the client gets fewer, bigger writes.
+        # Taken out of `pending` before waiting for room: two COPYs may feed it at once.
         pending.extend(chunk)
         if len(pending) >= WRITE_BYTES:
-            await queue.put(bytes(pending))
+            ready = bytes(pending)
             pending.clear()
+            await queue.put(ready)
 
     async def run() -> None:
         try:

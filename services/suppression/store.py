@@ -8,6 +8,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from portcullis.db import create_pool
 from services.suppression.model import COMPLIANCE, MANUALLY_ADDED, Entry, Record, Scope
@@ -17,6 +18,7 @@ from services.suppression.search import Filters, Search
 RECORD_COLUMNS = ("recipient, type, source, description, list_id, subaccount_id, created, "
                   "updated, id")
 Output = Callable[[bytes], Coroutine[Any, Any, None]]
+Conn = asyncpg.Connection | PoolConnectionProxy
 KEY = "(account_id, recipient, subaccount_id, list_id, type)"
 COUNT_CAP = 10_000  # search totals are exact up to this many (as far as pages reach)
 NOTIFY_CHANNEL = "suppression_imports"
@@ -95,6 +97,11 @@ BATCH_SQL = """SELECT recipient, type, list_id, subaccount_id, source
                  AND ($3::bigint IS NULL OR subaccount_id = $3)
                  AND (cardinality($4::text[]) = 0 OR type = ANY($4::text[]))
                  AND ($5::text IS NULL OR list_id IN ($5, ''))"""
+
+
+EXPORT_SETTINGS = "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'"
+CSV_HEADER = b"recipient,type,source,description,list_id,subaccount_id,created,updated\n"
+EXPORT_SPLIT_PAGES = 1024  # 8 MB: below, one COPY
 
 
 class Lookups:
@@ -317,9 +324,16 @@ class Store:
         if ordered:
             order = "ORDER BY updated" + ("" if filters.ascending else " DESC")
             order += ", id" + ("" if filters.ascending else " DESC")
-        stamp = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"+00:00\"')"
+        # ISO-8601 to the second in UTC ('2026-01-02T03:04:05+00:00'): the ISO text output
+        # of the stamp truncated to the second, with TimeZone UTC and DateStyle ISO set for
+        # the transaction below; a third of to_char's cost.
+        stamp = "(replace(date_trunc('second', {})::text, ' ', 'T') || ':00')"
         if fmt == "csv":
-            safe = "suppression.csv_safe({})"
+            # suppression.csv_safe(), inlined, testing the first character's code rather
+            # than making a string of it with left() for every cell: 61 '=', 43 '+',
+            # 45 '-', 64 '@', 9 tab, 13 carriage return.
+            safe = ("CASE WHEN ascii({0}) IN (61, 43, 45, 64, 9, 13) THEN '''' || {0} "
+                    "ELSE {0} END")
             select = (f"SELECT {safe.format('recipient')} AS recipient, type, source, "
                       f"{safe.format('description')} AS description, list_id, subaccount_id, "
                       f"{stamp.format('created')} AS created, {stamp.format('updated')} AS updated"
@@ -343,8 +357,60 @@ class Store:
             quote, delimiter, header = "\x01", "\x02", False
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
                                                                  readonly=True):
-            await conn.copy_from_query(select, *where.args, output=output, format="csv",
-                                       header=header, quote=quote, delimiter=delimiter)
+            await conn.execute(EXPORT_SETTINGS)
+            half = None if ordered else await self.export_split(conn, scope.account_id)
+            if half is None:
+                await conn.copy_from_query(select, *where.args, output=output, format="csv",
+                                           header=header, quote=quote, delimiter=delimiter)
+                return
+            # Unordered and big enough: the two halves of the account's partition, by page,
+            # COPY at once over two connections in the same snapshot (two backends, two
+            # CPUs: formatting rows is what limits an export). PostgreSQL sends a row per
+            # CopyData message and asyncpg hands over whole messages, so the two streams
+            # interleave between rows. The header goes first, here.
+            if header:
+                await output(CSV_HEADER)
+            snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
+            parts = [f"{select} AND ctid < '({half},0)'::tid",
+                     f"{select} AND ctid >= '({half},0)'::tid"]
+
+            async def copy(c: Conn, sql: str) -> None:
+                await c.copy_from_query(sql, *where.args, output=output, format="csv",
+                                        quote=quote, delimiter=delimiter)
+
+            try:
+                other = await self.pool.acquire(timeout=0.1)
+            except TimeoutError:  # the pool is busy: both halves here, one after the other
+                for sql in parts:
+                    await copy(conn, sql)
+                return
+            try:
+                async with other.transaction(isolation="repeatable_read", readonly=True):
+                    await other.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'; "
+                                        f"{EXPORT_SETTINGS}")
+                    both = [asyncio.ensure_future(copy(conn, parts[0])),
+                            asyncio.ensure_future(copy(other, parts[1]))]
+                    try:
+                        await asyncio.gather(*both)
+                    finally:  # one failed (or the client left): the other stops too
+                        for task in both:
+                            task.cancel()
+                        await asyncio.gather(*both, return_exceptions=True)
+            finally:
+                await self.pool.release(other)
+
+    async def export_split(self, conn: Conn, account_id: int) -> int | None:
+        """The page that splits the account's partition in two, or None when it is too small
+        to be worth a second connection."""
+        table = await conn.fetchval(
+            "SELECT tableoid::regclass::text FROM suppression.entries WHERE account_id = $1 "
+            "LIMIT 1", account_id)
+        if table is None:
+            return None
+        pages = int(await conn.fetchval(
+            "SELECT pg_relation_size($1::regclass) / current_setting('block_size')::int",
+            table))
+        return pages // 2 if pages >= EXPORT_SPLIT_PAGES else None
 
     # --- import jobs -------------------------------------------------------------------------
 
