@@ -33,6 +33,10 @@ local function upstream_seconds(value)
     if not value then
         return nil
     end
+    local one = tonumber(value) -- one upstream try, the common case: no pattern (not JIT-compiled)
+    if one then
+        return one
+    end
     local total
     for n in gmatch(value, "[%d%.]+") do
         total = (total or 0) + (tonumber(n) or 0)

@@ -5,6 +5,7 @@
 -- longest matching prefix wins; within it an exact host beats a wildcard beats "any host";
 -- then the method decides, and a path that matches with no route for the method is a 405.
 local ipairs = ipairs
+local pairs = pairs
 local type = type
 local sort = table.sort
 local lower = string.lower
@@ -45,14 +46,22 @@ local function compile_methods(methods)
     return set
 end
 
--- Build a matcher from a list of route specs (as the control plane serves them).
+-- Build a matcher from a list of route specs (as the control plane serves them): the
+-- entries indexed by their prefix, so a request costs a few lookups however many routes
+-- there are.
 function _M.compile(routes)
-    local entries = {}
+    local by_prefix = {}
+    local count = 0
     for _, route in ipairs(routes or {}) do
         local hosts = compile_hosts(route.hosts)
         local methods = compile_methods(route.methods)
         for _, prefix in ipairs(route.paths or {}) do
-            entries[#entries + 1] = {
+            local list = by_prefix[prefix]
+            if not list then
+                list = {}
+                by_prefix[prefix] = list
+            end
+            list[#list + 1] = {
                 prefix = prefix,
                 len = #prefix,
                 slash = byte(prefix, #prefix) == SLASH,
@@ -60,15 +69,15 @@ function _M.compile(routes)
                 methods = methods,
                 route = route,
             }
+            count = count + 1
         end
     end
-    sort(entries, function(a, b)
-        if a.len ~= b.len then
-            return a.len > b.len
-        end
-        return a.route.name < b.route.name
-    end)
-    return { entries = entries }
+    for _, list in pairs(by_prefix) do
+        sort(list, function(a, b)
+            return a.route.name < b.route.name
+        end)
+    end
+    return { by_prefix = by_prefix, count = count }
 end
 
 local function path_matches(e, path)
@@ -109,40 +118,64 @@ local function strip_port(host)
     return host
 end
 
--- Returns route, or nil and "not_found" | "method_not_allowed" (with the allowed methods).
-function _M.match(matcher, host, path, method)
-    host = lower(strip_port(host or ""))
-    local entries = matcher.entries
-    local best_len, best_rank, chosen
-    local allowed
-    for i = 1, #entries do
-        local e = entries[i]
-        if best_len and e.len < best_len then
-            break
-        end
-        if path_matches(e, path) then
-            local rank = host_rank(e, host)
-            if rank then
-                best_len = e.len
-                if not e.methods or e.methods[method] then
-                    if not best_rank or rank > best_rank then
-                        best_rank, chosen = rank, e.route
-                    end
-                else
-                    allowed = allowed or {}
-                    for m in pairs(e.methods) do
-                        allowed[#allowed + 1] = m
-                    end
-                end
+-- The prefixes a path can match, longest first: the whole path; then at each "/" from the
+-- right, the path up to and including it (prefixes ending in "/") and up to just before it
+-- (prefixes matching whole segments). A prefix ending in "/" is only ever a slash-inclusive
+-- candidate and one without only a segment one, so every candidate is checked against the
+-- entries it can stand for.
+local function candidates(path)
+    local out, n = { #path }, 1
+    for i = #path, 1, -1 do
+        if byte(path, i) == SLASH then
+            if i ~= out[n] then
+                n = n + 1
+                out[n] = i
+            end
+            if i > 1 then
+                n = n + 1
+                out[n] = i - 1
             end
         end
     end
-    if chosen then
-        return chosen
-    end
-    if best_len then
-        sort(allowed)
-        return nil, "method_not_allowed", allowed
+    return out, n
+end
+
+-- Returns route, or nil and "not_found" | "method_not_allowed" (with the allowed methods).
+function _M.match(matcher, host, path, method)
+    host = lower(strip_port(host or ""))
+    local by_prefix = matcher.by_prefix
+    local lens, n = candidates(path)
+    for c = 1, n do
+        local list = by_prefix[sub(path, 1, lens[c])]
+        if list then
+            local best_rank, chosen, allowed, matched
+            for i = 1, #list do
+                local e = list[i]
+                if path_matches(e, path) then
+                    local rank = host_rank(e, host)
+                    if rank then
+                        matched = true
+                        if not e.methods or e.methods[method] then
+                            if not best_rank or rank > best_rank then
+                                best_rank, chosen = rank, e.route
+                            end
+                        else
+                            allowed = allowed or {}
+                            for m in pairs(e.methods) do
+                                allowed[#allowed + 1] = m
+                            end
+                        end
+                    end
+                end
+            end
+            if chosen then
+                return chosen
+            end
+            if matched then
+                sort(allowed)
+                return nil, "method_not_allowed", allowed
+            end
+        end
     end
     return nil, "not_found"
 end

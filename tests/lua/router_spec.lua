@@ -55,3 +55,100 @@ describe("router.match", function()
         assert.are.equal("not_found", err)
     end)
 end)
+
+-- The rule itself, written the slow obvious way: every (prefix, route) pair checked, the
+-- longest matching prefix kept. The indexed router must answer exactly as this does.
+local function reference(routes, host, path, method)
+    host = host:lower():gsub(":%d+$", "")
+    local best_len, best_rank, chosen, allowed = -1, nil, nil, nil
+    local sorted = {}
+    for _, r in ipairs(routes) do
+        sorted[#sorted + 1] = r
+    end
+    table.sort(sorted, function(a, b) return a.name < b.name end)
+    for _, r in ipairs(sorted) do
+        for _, p in ipairs(r.paths) do
+            local ok = path:sub(1, #p) == p and (p:sub(-1) == "/" or #path == #p
+                or path:sub(#p + 1, #p + 1) == "/")
+            local rank
+            if ok then
+                if not r.hosts then
+                    rank = 1
+                else
+                    for _, h in ipairs(r.hosts) do
+                        if h == host then
+                            rank = 3
+                        elseif h:sub(1, 2) == "*." and #host > #h - 1
+                            and host:sub(-(#h - 1)) == h:sub(2) then
+                            rank = math.max(rank or 0, 2)
+                        end
+                    end
+                end
+            end
+            if rank and #p >= best_len then
+                if #p > best_len then
+                    best_len, best_rank, chosen, allowed = #p, nil, nil, nil
+                end
+                local takes = not r.methods
+                for _, meth in ipairs(r.methods or {}) do
+                    takes = takes or meth == method
+                end
+                if takes then
+                    if not best_rank or rank > best_rank then
+                        best_rank, chosen = rank, r.name
+                    end
+                else
+                    allowed = true
+                end
+            end
+        end
+    end
+    if chosen then
+        return chosen
+    end
+    return allowed and "method_not_allowed" or "not_found"
+end
+
+describe("router.match against the rule", function()
+    it("agrees with a linear reading of the rule on random tables and paths", function()
+        math.randomseed(20261128)
+        local words = { "a", "b", "ab", "api", "v1", "x@y.z", "" }
+        local function rand_path(max_segments)
+            local parts = {}
+            for i = 1, math.random(1, max_segments) do
+                parts[i] = words[math.random(#words)]
+            end
+            local p = "/" .. table.concat(parts, "/")
+            if math.random() < 0.3 then
+                p = p .. "/"
+            end
+            return p
+        end
+        local methods = { "GET", "PUT", "POST" }
+        local hosts = { "h.example.com", "other.org" }
+        for _ = 1, 200 do
+            local routes = {}
+            for i = 1, math.random(1, 12) do
+                local r = { name = "r" .. i, paths = { rand_path(3) } }
+                if math.random() < 0.5 then
+                    r.methods = { methods[math.random(#methods)] }
+                end
+                local roll = math.random()
+                if roll < 0.2 then
+                    r.hosts = { "*.example.com" }
+                elseif roll < 0.4 then
+                    r.hosts = { hosts[math.random(#hosts)] }
+                end
+                routes[i] = r
+            end
+            local matcher = router.compile(routes)
+            for _ = 1, 30 do
+                local host = hosts[math.random(#hosts)]
+                local path, method = rand_path(4), methods[math.random(#methods)]
+                local got, err = router.match(matcher, host, path, method)
+                assert.are.equal(reference(routes, host, path, method), got and got.name or err,
+                    method .. " " .. host .. path)
+            end
+        end
+    end)
+end)
