@@ -17,8 +17,9 @@ local _M = {}
 
 local REQUEST_ID_RE = [[^[A-Za-z0-9._:-]{8,128}$]]
 
-local function request_id()
-    local id = ngx.var.http_x_request_id
+-- The client's X-Request-Id when it sent a usable one, else nginx's own.
+local function request_id(may_have_one)
+    local id = may_have_one and ngx.var.http_x_request_id
     if type(id) ~= "string" or not re_find(id, REQUEST_ID_RE, "jo") then
         id = ngx.var.request_id
     end
@@ -27,10 +28,9 @@ end
 
 function _M.run()
     local ctx = ngx.ctx
-    local rid = request_id()
+    local rid = request_id(context.strip_client_headers())
     ctx.request_id = rid
     ngx.var.gw_request_id = rid
-    context.strip_client_headers()
 
     local tbl = routes.current()
     if not tbl then
@@ -38,7 +38,9 @@ function _M.run()
     end
     local method = ngx.req.get_method()
     local preflight = cors.preflight_method()
-    local route, why, allowed = router.match(tbl.matcher, ngx.var.host, ngx.var.uri,
+    local matcher = tbl.matcher
+    local route, why, allowed = router.match(matcher, matcher.has_hosts and ngx.var.host,
+        ngx.var.uri,
         preflight or method)
     if not route then
         if why == "method_not_allowed" then

@@ -35,17 +35,19 @@ function _M.canonical(method, uri, account, subaccount, key_id, grants, request_
         .. key_id .. "\n" .. grants .. "\n" .. request_id .. "\n" .. ts
 end
 
--- One regex over the raw header block finds whether any reserved header came at all;
--- only then are the headers walked (most requests carry none, and building the header
--- table is the expensive part).
-local RESERVED_RE = [[^(x-(account|subaccount|key|gateway)-|x-(grants|account|subaccount)\s*:)]]
+-- One regex over the raw header block finds whether any reserved header came at all, or an
+-- X-Request-Id; only then are the headers walked (most requests carry neither, and building
+-- the header table is the expensive part).
+local RESERVED_RE =
+    [[^(x-(account|subaccount|key|gateway)-|x-(grants|account|subaccount|request-id)\s*:)]]
 
 -- Remove every client-sent reserved header, whatever its case and however often it came.
 -- (The six context headers themselves are also replaced by proxy_set_header in nginx.conf,
--- which drops a client's header of the same name.)
+-- which drops a client's header of the same name.) Returns false when the request carries
+-- none of them and no X-Request-Id either: the caller need not look for one.
 function _M.strip_client_headers()
     if not ngx.re.find(ngx.req.raw_header(true), RESERVED_RE, "joim") then
-        return
+        return false
     end
     local headers = ngx.req.get_headers(0, true)
     for name in pairs(headers) do
@@ -53,6 +55,7 @@ function _M.strip_client_headers()
             ngx.req.clear_header(name)
         end
     end
+    return true
 end
 
 local function join(list)

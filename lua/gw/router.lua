@@ -52,8 +52,10 @@ end
 function _M.compile(routes)
     local by_prefix = {}
     local count = 0
+    local has_hosts = false
     for _, route in ipairs(routes or {}) do
         local hosts = compile_hosts(route.hosts)
+        has_hosts = has_hosts or hosts ~= nil
         local methods = compile_methods(route.methods)
         for _, prefix in ipairs(route.paths or {}) do
             local list = by_prefix[prefix]
@@ -77,7 +79,8 @@ function _M.compile(routes)
             return a.route.name < b.route.name
         end)
     end
-    return { by_prefix = by_prefix, count = count }
+    -- has_hosts: whether any route names hosts (else the caller need not read the Host)
+    return { by_prefix = by_prefix, count = count, has_hosts = has_hosts }
 end
 
 local function path_matches(e, path)
