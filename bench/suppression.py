@@ -41,6 +41,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.memory import tree_cpu_seconds  # noqa: E402
 from portcullis.context import signed_headers  # noqa: E402
 from portcullis.migrate import migrate_all  # noqa: E402
 from portcullis.pgcluster import Cluster  # noqa: E402
@@ -136,8 +137,18 @@ def file_chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
             yield chunk
 
 
+def stack_cpu_seconds(stack: Stack) -> dict[str, float]:
+    """CPU used so far by PostgreSQL (every backend and helper), the list service (it takes
+    the upload) and the import workers."""
+    pg = stack.cluster.pid()
+    return {"postgres": tree_cpu_seconds(pg) if pg else 0.0,
+            "list": tree_cpu_seconds(stack.procs[1].pid),
+            "worker": sum(tree_cpu_seconds(p.pid) for p in stack.worker_procs)}
+
+
 def api_import(stack: Stack, path: Path, account: int = ACCOUNT) -> dict[str, Any]:
     uri = f"{BASE}/imports"
+    cpu = stack_cpu_seconds(stack) if isinstance(stack, Stack) else {}
     sent = time.monotonic()
     resp = httpx.post(stack.urls["list"] + uri, content=file_chunks(path), timeout=3600,
                       headers=headers("POST", uri, account) | {"Content-Type": "text/csv"})
@@ -154,13 +165,19 @@ def api_import(stack: Stack, path: Path, account: int = ACCOUNT) -> dict[str, An
     done = time.monotonic()
     job["upload_s"] = uploaded - sent
     job["total_s"] = done - sent
+    if isinstance(stack, Stack):
+        job["cpu_s"] = {k: v - cpu[k] for k, v in stack_cpu_seconds(stack).items()}
     return job
 
 
-async def baseline_import(dsn: str, path: Path) -> float:
-    """Raw COPY of the same file into a staging table, then one merge: no validation."""
+async def baseline_import(dsn: str, path: Path,
+                          cpu: dict[str, float] | None = None) -> float:
+    """Raw COPY of the same file into a staging table, then one merge: no validation.
+    `cpu` gets the seconds of CPU its PostgreSQL backend used ("cpu_s")."""
     conn = await asyncpg.connect(dsn)
     try:
+        backend = await conn.fetchval("SELECT pg_backend_pid()")
+        cpu_before = tree_cpu_seconds(backend)
         start = time.monotonic()
         await conn.execute("CREATE TEMP TABLE raw_staging (recipient text, type text, "
                            "list_id text, description text)")
@@ -173,7 +190,10 @@ async def baseline_import(dsn: str, path: Path) -> float:
                FROM raw_staging
                ON CONFLICT (account_id, recipient, subaccount_id, list_id, type) DO UPDATE
                SET description = EXCLUDED.description, updated = now()""", BASELINE_ACCOUNT)
-        return time.monotonic() - start
+        elapsed = time.monotonic() - start
+        if cpu is not None:
+            cpu["cpu_s"] = tree_cpu_seconds(backend) - cpu_before
+        return elapsed
     finally:
         await conn.close()
 
@@ -345,6 +365,8 @@ def main() -> int:
     parser.add_argument("--import-workers", type=int, default=1)
     parser.add_argument("--search-repeat", type=int, default=200)
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--only", choices=("all", "import"), default="all",
+                        help="import: the import and its baseline only")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print("wrk is required (apt-get install wrk)", file=sys.stderr)
@@ -368,14 +390,23 @@ def main() -> int:
         sampler.stop.set()
         list_sampler.stop.set()
         assert job["state"] == "done", job
-        base_s = asyncio.run(baseline_import(stack.cluster.dsn, csv_path))
+        base_cpu: dict[str, float] = {}
+        base_s = asyncio.run(baseline_import(stack.cluster.dsn, csv_path, base_cpu))
         results["import"] = {
             "rows_per_s": args.rows / job["total_s"], "upload_s": job["upload_s"],
             "total_s": job["total_s"], "worker_peak_rss_mb": sampler.peak / 2**20,
             "list_service_peak_rss_mb": list_sampler.peak / 2**20,
             "rows_written": job["rows_written"], "rows_rejected": job["rows_rejected"],
-            "baseline_copy_merge_rows_per_s": args.rows / base_s}
+            # CPU of PostgreSQL and the services over the whole import (upload included)
+            "cpu_us_per_row": sum(job["cpu_s"].values()) / args.rows * 1e6,
+            "cpu_s": job["cpu_s"],
+            "baseline_copy_merge_rows_per_s": args.rows / base_s,
+            # the baseline's PostgreSQL backend only (the file is read by the client)
+            "baseline_cpu_us_per_row": base_cpu["cpu_s"] / args.rows * 1e6,
+            "load_average": os.getloadavg()[0]}
         print(json.dumps({"import": results["import"]}), flush=True)
+        if args.only == "import":
+            return 0
 
         run_sql(stack.cluster.dsn, "VACUUM ANALYZE suppression.entries")
 
