@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+from bisect import bisect_right
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
@@ -303,6 +304,23 @@ class RowReader:
             except BadEntry as exc:
                 rejects.append((line, str(exc), text.rstrip("\r\n")[:MAX_RAW]))
         return False
+
+
+def split_by_recipient(rows: list[StagedRow], parts: int) -> list[list[StagedRow]]:
+    """`parts` lists of the rows by recipient range (pivots from a sample): disjoint keys,
+    so they may be merged side by side; each keeps its rows in line order, so the last of
+    duplicates still wins. Small batches stay whole."""
+    if parts < 2 or len(rows) < 1000 * parts:
+        return [rows] + [[] for _ in range(parts - 1)]
+    sample = sorted(r[1] for r in rows[::max(1, len(rows) // (100 * parts))])
+    pivots = [sample[len(sample) * i // parts] for i in range(1, parts)]
+    if parts == 2:
+        pivot = pivots[0]
+        return [[r for r in rows if r[1] < pivot], [r for r in rows if r[1] >= pivot]]
+    out: list[list[StagedRow]] = [[] for _ in range(parts)]
+    for r in rows:
+        out[bisect_right(pivots, r[1])].append(r)
+    return out
 
 
 def job_json(job: Mapping[str, Any], base: str) -> dict[str, Any]:

@@ -85,9 +85,10 @@ class JobStore:
                    description text)""")
 
     async def merge(self, job: dict[str, Any], rows: Sequence[tuple[Any, ...]],
-                    rejects: Sequence[tuple[int, str, str]], progress: dict[str, int],
+                    rejects: Sequence[tuple[int, str, str]], progress: dict[str, int] | None,
                     lease_seconds: int) -> None:
-        """One batch, in one transaction: stage by COPY, merge, record rejects and progress.
+        """One batch (or one recipient range of it), in one transaction: stage by COPY,
+        merge, record rejects and, given `progress`, the job's counters and lease.
         Unchanged rows are not rewritten, so a re-run converges without churn."""
         async with self.conn.transaction():
             if rows:
@@ -115,13 +116,14 @@ class JobStore:
                     "import_rejects", schema_name="suppression",
                     records=[(job["id"], *r) for r in rejects],
                     columns=("job_id", "line", "reason", "raw"))
-            await self.conn.execute(
-                """UPDATE suppression.import_jobs
-                   SET bytes_read = $2, rows_read = $3, rows_written = $4, rows_rejected = $5,
-                       lease_until = now() + make_interval(secs => $6)
-                   WHERE id = $1""",
-                job["id"], progress["bytes_read"], progress["rows_read"],
-                progress["rows_written"], progress["rows_rejected"], float(lease_seconds))
+            if progress is not None:
+                await self.conn.execute(
+                    """UPDATE suppression.import_jobs
+                       SET bytes_read = $2, rows_read = $3, rows_written = $4,
+                           rows_rejected = $5, lease_until = now() + make_interval(secs => $6)
+                       WHERE id = $1""",
+                    job["id"], progress["bytes_read"], progress["rows_read"],
+                    progress["rows_written"], progress["rows_rejected"], float(lease_seconds))
 
     async def release(self, job_id: int) -> None:
         """Put a claimed job back in the queue, in its place (a stopping worker)."""
