@@ -65,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--shared-buffers", default="6GB")
     p.add_argument("--keep", action="store_true", help="keep the work folder")
+    p.add_argument("--csv", type=Path, help="an existing file written by an earlier run with "
+                   "the same --rows (bench.suppression.write_csv): not written again, and kept")
+    p.add_argument("--raw-copy", type=float, metavar="ROWS_PER_S",
+                   help="the raw COPY baseline measured earlier on this file: not measured "
+                        "again (it took a few minutes at 100M rows)")
     args = p.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-hundred-"))
     os.chmod(work, 0o755)
@@ -74,13 +79,19 @@ def main(argv: list[str] | None = None) -> int:
                                "started": datetime.now(UTC).isoformat(timespec="seconds")}
     try:
         stack.start()
-        csv_path = work / "rows.csv"
-        t = time.monotonic()
-        results["csv_bytes"] = sup.write_csv(csv_path, args.rows)
-        say("csv", {"bytes": results["csv_bytes"], "seconds": time.monotonic() - t})
-
-        copy_s = asyncio.run(raw_copy(stack.cluster.dsn, csv_path))
-        say("raw_copy", {"rows_per_s": args.rows / copy_s})
+        csv_path = args.csv or work / "rows.csv"
+        if args.csv:
+            results["csv_bytes"] = csv_path.stat().st_size
+        else:
+            t = time.monotonic()
+            results["csv_bytes"] = sup.write_csv(csv_path, args.rows)
+            say("csv", {"bytes": results["csv_bytes"], "seconds": time.monotonic() - t})
+        if args.raw_copy:
+            raw_rows_per_s = args.raw_copy
+            results["raw_copy_measured_earlier"] = True
+        else:
+            raw_rows_per_s = args.rows / asyncio.run(raw_copy(stack.cluster.dsn, csv_path))
+        say("raw_copy", {"rows_per_s": raw_rows_per_s})
 
         worker_mem = sup.MemorySampler([p.pid for p in stack.worker_procs])
         list_mem = sup.MemorySampler([stack.procs[1].pid])
@@ -97,10 +108,11 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_us_per_row": sum(job["cpu_s"].values()) / args.rows * 1e6,
             "worker_peak_rss_mb": worker_mem.peak / 2**20,
             "list_service_peak_rss_mb": list_mem.peak / 2**20,
-            "baseline_raw_copy_rows_per_s": args.rows / copy_s,
+            "baseline_raw_copy_rows_per_s": raw_rows_per_s,
             "load_average": os.getloadavg()[0]}
         say("import", results["import"])
-        csv_path.unlink()  # its disk is wanted for the table
+        if not args.csv:
+            csv_path.unlink()  # its disk is wanted for the table
 
         sup.run_sql(stack.cluster.dsn, "ANALYZE suppression.entries")
         results["table_bytes"] = asyncio.run(table_bytes(stack.cluster.dsn))
