@@ -124,6 +124,11 @@ def verify(secret: str, method: str, uri: str, headers: Headers,
     expected = sign(secret, method, uri, account, sub, key_id, grants, request_id, ts)
     if not hmac.compare_digest(expected, sig.lower()):
         raise ContextError("Bad gateway signature")
+    return context_of(account, sub, key_id, grants, request_id)
+
+
+def context_of(account: str, sub: str, key_id: str, grants: str, request_id: str) -> Context:
+    """The Context of verified header values (they are checked for shape here)."""
     if not account.isdigit() or (sub and not sub.isdigit()):
         raise ContextError("Malformed account context")
     return Context(

@@ -30,6 +30,7 @@ from portcullis.context import (
     ContextError,
     GatewayContextMiddleware,
     canonical,
+    context_of,
     request_uri,
     verify,
 )
@@ -316,15 +317,7 @@ class FastContext:
                              request_id, ts))
         if not hmac.compare_digest(mac.hexdigest(), sig.lower()):
             raise ContextError("Bad gateway signature")
-        if not account.isdigit() or (sub and not sub.isdigit()):
-            raise ContextError("Malformed account context")
-        return Context(
-            account_id=int(account),
-            subaccount_id=int(sub) if sub else None,
-            key_id=key_id,
-            grants=tuple(g for g in grants.split(",") if g),
-            request_id=request_id,
-        )
+        return context_of(account, sub, key_id, grants, request_id)
 
 
 class LookupApp(Starlette):
