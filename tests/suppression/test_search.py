@@ -257,3 +257,33 @@ async def test_head_answers_like_get_without_a_body(api: Api) -> None:
     assert resp.status_code == 200 and resp.content == b""
     resp = await api.call("HEAD", "/api/v1/suppression-list/none@example.com")
     assert resp.status_code == 404
+
+
+@pytest.mark.parametrize("strict", [False, True])
+async def test_a_description_search_uses_the_trigram_index(store: Store, strict: bool) -> None:
+    # The index covers non-empty descriptions only: unless the search says it wants those,
+    # the planner cannot use it, and a rare description meant reading the whole account
+    # (while every import paid to keep the index up to date).
+    from services.suppression.model import Scope
+    from services.suppression.search import Filters
+    from services.suppression.store import filter_where
+    from tests.suppression.conftest import new_account
+
+    account = new_account()
+    rows = [(account, f"r{i}@d{i % 50}.example", "transactional", f"d{i % 50}.example",
+             "Manually Added", f"common text {i % 7}") for i in range(20_000)]
+    rows.append((account, "needle@x.example", "transactional", "x.example", "Manually Added",
+                 "the needle"))
+    async with store.pool.acquire() as conn:
+        await conn.copy_records_to_table(
+            "entries", schema_name="suppression", records=rows,
+            columns=("account_id", "recipient", "type", "domain", "source", "description"))
+        # merge the GIN pending list, as autovacuum would, and refresh the statistics
+        await conn.execute("VACUUM ANALYZE suppression.entries")
+        where = filter_where(Scope(account_id=account, subaccount_id=None),
+                             Filters(description="the needle" if strict else "needle",
+                                     description_strict=strict))
+        plan = "\n".join(r[0] for r in await conn.fetch(
+            f"EXPLAIN SELECT 1 FROM suppression.entries WHERE {where.sql()}", *where.args))
+        await conn.execute("DELETE FROM suppression.entries WHERE account_id = $1", account)
+    assert "description_idx" in plan, plan
