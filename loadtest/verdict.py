@@ -36,6 +36,10 @@ def verdict(environment: Any) -> tuple[int, list[str]]:
     if total.num_failures:
         reasons.append(f"{total.num_failures} unexpected errors of {total.num_requests} "
                        "requests")
+    if not total.num_requests:
+        # Set-up ate the whole run, or every user stopped early: nothing was measured, so
+        # nothing can be said to have held.
+        reasons.append("no request completed: nothing was measured")
     limit = float(getattr(environment.parsed_options, "max_p99_ms", 0) or 0)
     if limit and total.num_requests:
         p99 = total.get_response_time_percentile(0.99)
@@ -53,6 +57,8 @@ def on_quitting(environment: Any, **_: Any) -> None:
             out = csv.writer(f)
             out.writerow(["Name", "429 Count"])
             out.writerows(sorted(rate_limited.items()))
+    if environment.process_exit_code:  # the set-up failed (2): that is the run's story
+        return
     code, reasons = verdict(environment)
     if code:
         log.error("load test failed: %s", "; ".join(reasons))
