@@ -12,9 +12,12 @@ import aiohttp
 
 
 async def _drive(url: str, headers: Mapping[str, str], clients: int, seconds: float,
-                 method: str) -> Counter[int]:
+                 method: str, warmup: float = 0.0) -> Counter[int]:
+    """`warmup`: seconds of load before the `seconds` that are counted (answers that come
+    back during the warm-up are not counted)."""
     statuses: Counter[int] = Counter()
-    deadline = time.monotonic() + seconds
+    counting_from = time.monotonic() + warmup
+    deadline = counting_from + seconds
     conn = aiohttp.TCPConnector(limit=clients, force_close=False)
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
@@ -23,7 +26,8 @@ async def _drive(url: str, headers: Mapping[str, str], clients: int, seconds: fl
                 try:
                     async with session.request(method, url, headers=dict(headers)) as resp:
                         await resp.read()
-                        statuses[resp.status] += 1
+                        if time.monotonic() >= counting_from:
+                            statuses[resp.status] += 1
                 except (TimeoutError, aiohttp.ClientError):
                     statuses[0] += 1
 
@@ -32,11 +36,11 @@ async def _drive(url: str, headers: Mapping[str, str], clients: int, seconds: fl
 
 
 def drive(url: str, headers: Mapping[str, str], clients: int = 50, seconds: float = 3.0,
-          method: str = "GET") -> Counter[int]:
-    return asyncio.run(_drive(url, headers, clients, seconds, method))
+          method: str = "GET", warmup: float = 0.0) -> Counter[int]:
+    return asyncio.run(_drive(url, headers, clients, seconds, method, warmup))
 
 
 async def drive_many(targets: list[tuple[str, Mapping[str, str]]], clients: int,
-                     seconds: float) -> list[Counter[int]]:
-    return list(await asyncio.gather(*(_drive(u, h, clients, seconds, "GET")
+                     seconds: float, warmup: float = 0.0) -> list[Counter[int]]:
+    return list(await asyncio.gather(*(_drive(u, h, clients, seconds, "GET", warmup)
                                        for u, h in targets)))
