@@ -145,7 +145,15 @@ export function setUp({ onChange }) {
   $("entry-close").addEventListener("click", close);
   $("entry-delete").addEventListener("click", confirmDelete);
   $("entry-dialog").addEventListener("close", () => {
-    if (state.opener && state.opener.isConnected) state.opener.focus();
+    const opener = state.opener;
+    if (!opener) return;
+    if (opener.isConnected) { opener.focus(); return; }
+    // The results were drawn again while the dialog was open (a search that finished
+    // late): focus the same row's button in the new table, not the page.
+    const label = opener.getAttribute("aria-label");
+    const same = label && [...document.querySelectorAll("#results button")]
+      .find((b) => b.getAttribute("aria-label") === label);
+    if (same) same.focus();
   });
   return { open, setCanManage: (yes) => { state.canManage = yes; } };
 }
