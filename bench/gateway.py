@@ -34,13 +34,16 @@ from gateway.stack import PORTS, Stack, StackSettings
 from portcullis.procs import Proc, free_port
 from portcullis.redisserver import start_redis
 
-UPSTREAM_CONF = """
+# What every nginx of this bench starts with.
+PRELUDE = """
 worker_processes {workers};
 daemon off;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
 events {{ worker_connections 4096; }}
-http {{
+"""
+
+UPSTREAM_CONF = PRELUDE + """http {{
     access_log off;
     keepalive_requests 1000000;
     server {{
@@ -50,14 +53,7 @@ http {{
 }}
 """
 
-BARE_CONF = """
-{user}
-worker_processes {workers};
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
+BARE_CONF = "\n{user}\n" + PRELUDE + """http {{
     access_log off;
     upstream up {{ server 127.0.0.1:{upstream}; keepalive 256; keepalive_requests 1000000; }}
     server {{
@@ -72,15 +68,7 @@ http {{
 """
 
 # The same proxy with every Lua phase the gateway uses, each doing nothing.
-FLOOR_CONF = """
-{load_modules}
-{user}
-worker_processes {workers};
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
+FLOOR_CONF = "\n{load_modules}\n{user}\n" + PRELUDE + """http {{
     access_log off;
     upstream up {{
         server 0.0.0.1:1;

@@ -51,7 +51,6 @@ end
 -- there are.
 function _M.compile(routes)
     local by_prefix = {}
-    local count = 0
     local has_hosts = false
     for _, route in ipairs(routes or {}) do
         local hosts = compile_hosts(route.hosts)
@@ -71,7 +70,6 @@ function _M.compile(routes)
                 methods = methods,
                 route = route,
             }
-            count = count + 1
         end
     end
     for _, list in pairs(by_prefix) do
@@ -80,7 +78,7 @@ function _M.compile(routes)
         end)
     end
     -- has_hosts: whether any route names hosts (else the caller need not read the Host)
-    return { by_prefix = by_prefix, count = count, has_hosts = has_hosts }
+    return { by_prefix = by_prefix, has_hosts = has_hosts }
 end
 
 local function path_matches(e, path)
