@@ -356,13 +356,19 @@ class LookupApp(Starlette):
         found: Suppressions = self.state.suppressions
         return await found.batch_lookup(Scope.of(ctx), body)
 
-    async def fast(self, scope: ASGIScope, receive: Receive, send: Send, handler: Any) -> None:
-        status = 200
+    async def outcome(self, scope: ASGIScope, receive: Receive,
+                      handler: Any) -> tuple[int, bytes]:
+        """The status and JSON body of a hot request; an exception that is not an APIError
+        goes on up, for `failed` to answer."""
         try:
             ctx = self.context.verify(scope)
-            payload = await handler(scope, receive, ctx)
+            return 200, await handler(scope, receive, ctx)
         except APIError as exc:  # a ContextError as GatewayContextMiddleware answers it, the
-            status, payload = exc.status, dumps(exc.body())  # rest as api_error_handler
+            return exc.status, dumps(exc.body())  # rest as api_error_handler
+
+    async def fast(self, scope: ASGIScope, receive: Receive, send: Send, handler: Any) -> None:
+        try:
+            status, payload = await self.outcome(scope, receive, handler)
         except Exception as exc:
             await self.failed(scope, receive, send, exc)
             return
