@@ -43,9 +43,10 @@ class Servers:
                 await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
-        for server in self.servers:
+        # Last started, first stopped: each server puts back the signal handlers it found.
+        for server, task in reversed(list(zip(self.servers, self.tasks, strict=True))):
             server.should_exit = True
-        await asyncio.gather(*self.tasks)
+            await task
 
 
 @pytest.fixture
