@@ -198,6 +198,23 @@ async def baseline_import(dsn: str, path: Path,
         await conn.close()
 
 
+# The end of each wrk script below: requests built in init() are sent in turn, and one
+# RESULT line reports requests, duration, p50, p99 and mean (ms), non-2xx/3xx answers and
+# socket errors.
+WRK_REPLAY = """
+request = function()
+  n = n + 1
+  return requests[(n % #requests) + 1]
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %.3f %.3f %.3f %d %d\\n", summary.requests,
+    summary.duration, latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    latency.mean / 1000, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.timeout))
+end
+"""
+
 WRK_SCRIPT = """
 local requests = {}
 local n = 0
@@ -211,18 +228,7 @@ init = function(args)
     requests[#requests + 1] = wrk.format("GET", path, hdrs)
   end
 end
-request = function()
-  n = n + 1
-  return requests[(n % #requests) + 1]
-end
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT %d %d %.3f %.3f %.3f %d %d\\n", summary.requests,
-    summary.duration, latency:percentile(50) / 1000, latency:percentile(99) / 1000,
-    latency.mean / 1000, summary.errors.status,
-    summary.errors.connect + summary.errors.read + summary.errors.write
-    + summary.errors.timeout))
-end
-"""
+""" + WRK_REPLAY
 
 
 def wrk_lookups(stack: Stack, rows: int, seconds: int, workdir: Path,
@@ -266,17 +272,7 @@ init = function(args)
     end
   end
 end
-request = function()
-  n = n + 1
-  return requests[(n % #requests) + 1]
-end
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT %d %d %.3f %.3f %d %d\\n", summary.requests,
-    summary.duration, latency:percentile(50) / 1000, latency:percentile(99) / 1000,
-    summary.errors.status, summary.errors.connect + summary.errors.read
-    + summary.errors.write + summary.errors.timeout))
-end
-"""
+""" + WRK_REPLAY
 
 
 def wrk_batches(stack: Stack, rows: int, seconds: int, workdir: Path, connections: int = 4,
@@ -302,7 +298,7 @@ def wrk_batches(stack: Stack, rows: int, seconds: int, workdir: Path, connection
          str(script), url or stack.urls["lookup"], "--", str(reqfile), uri],
         capture_output=True, text=True, check=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("RESULT"))
-    _, requests, duration_us, p50, p99, bad_status, errors = line.split()
+    _, requests, duration_us, p50, p99, _mean, bad_status, errors = line.split()
     if int(bad_status) or int(errors):
         raise RuntimeError(f"batch lookups: {bad_status} answers that were not 200, "
                            f"{errors} socket errors")
