@@ -10,6 +10,7 @@ import uvicorn
 
 from authsvc.app import create_app
 from authsvc.config import Config
+from portcullis import IDLE_KEEPALIVE_SECONDS
 
 
 def main() -> None:
@@ -23,7 +24,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config = Config.from_env()  # fail fast, in the parent, on missing settings
     common = {"host": args.host, "port": args.port, "loop": "uvloop", "http": "httptools",
-              "access_log": False, "proxy_headers": False, "log_level": "warning", "lifespan": "on"}
+              "access_log": False, "proxy_headers": False, "log_level": "warning", "lifespan": "on",
+              "timeout_keep_alive": IDLE_KEEPALIVE_SECONDS}
     if args.workers > 1:
         uvicorn.run("authsvc.app:app_from_env", factory=True, workers=args.workers, **common)
     else:

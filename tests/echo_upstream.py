@@ -14,6 +14,7 @@ import uvicorn
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
+from portcullis import IDLE_KEEPALIVE_SECONDS
 from portcullis.context import ContextError, request_uri, verify
 
 
@@ -88,7 +89,8 @@ def main() -> None:
     p.add_argument("--html-errors", action="store_true")
     a = p.parse_args()
     uvicorn.run(make_app(a.name, a.secret, a.html_errors),  # type: ignore[arg-type]
-                host="127.0.0.1", port=a.port, log_level="warning", access_log=False)
+                host="127.0.0.1", port=a.port, log_level="warning", access_log=False,
+                timeout_keep_alive=IDLE_KEEPALIVE_SECONDS)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from portcullis import IDLE_KEEPALIVE_SECONDS
 from services.suppression.config import Config
 
 DEFAULT_PORTS = {"lookup": 8200, "list": 8210}
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     http = "services.suppression.asgi:LookupHttp" if args.role == "lookup" else "httptools"
     uvicorn.run(f"services.suppression.asgi:{args.role}_app", factory=True, host=args.host,
                 port=port, workers=args.workers, loop="uvloop", http=http,
-                access_log=False, log_level="warning")
+                access_log=False, log_level="warning",
+                timeout_keep_alive=IDLE_KEEPALIVE_SECONDS)
     return 0
 
 
