@@ -329,17 +329,21 @@ class LookupApp(Starlette):
 
     context: FastContext
 
+    @staticmethod
+    def answers_get(path: str) -> bool:
+        """Whether a GET (or HEAD) of this path is one recipient's, answered by get_one."""
+        return path.startswith(RECIPIENT_PREFIX) and path != OPENAPI_PATH
+
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
             method: str = scope["method"]
-            if path.startswith(RECIPIENT_PREFIX):
-                if (method == "GET" or method == "HEAD") and path != OPENAPI_PATH:
-                    await self.fast(scope, receive, send, self.get_one)
-                    return
-                if method == "POST" and path == LOOKUP_PATH:
-                    await self.fast(scope, receive, send, self.batch)
-                    return
+            if (method == "GET" or method == "HEAD") and self.answers_get(path):
+                await self.fast(scope, receive, send, self.get_one)
+                return
+            if method == "POST" and path == LOOKUP_PATH:
+                await self.fast(scope, receive, send, self.batch)
+                return
         await super().__call__(scope, receive, send)
 
     async def get_one(self, scope: ASGIScope, receive: Receive, ctx: Context) -> bytes:

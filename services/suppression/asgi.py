@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import urllib.parse
+from collections.abc import Sequence
 from typing import Any
 
 import httptools
@@ -15,7 +16,6 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from services.suppression.app import (
     JSON_HEADERS,
-    OPENAPI_PATH,
     RECIPIENT_PREFIX,
     LookupApp,
     create_app,
@@ -94,7 +94,6 @@ class Answering:
 
 
 RECIPIENT_URL = RECIPIENT_PREFIX.encode()
-CONTENT_LENGTH = b"content-length: "
 
 
 async def no_body() -> Message:
@@ -144,7 +143,7 @@ class LookupHttp(HttpToolsProtocol):
             return
         if "%" in path:
             path = urllib.parse.unquote(path)
-        if path == OPENAPI_PATH:
+        if not LookupApp.answers_get(path):
             super().on_headers_complete()
             return
         scope = self.scope
@@ -163,7 +162,7 @@ class LookupHttp(HttpToolsProtocol):
         assert app is not None
         try:
             status, body = await app.outcome(scope, no_body, app.get_one)
-            headers: list[tuple[bytes, bytes]] = list(JSON_HEADERS)
+            headers: Sequence[tuple[bytes, bytes]] = JSON_HEADERS
         except Exception as exc:  # as LookupApp.fast: the handler for it answers
             status, headers, body = await self.failure(app, scope, exc)
         if answering.disconnected:
