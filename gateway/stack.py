@@ -269,8 +269,11 @@ class Stack:
             raw = resp.read()
         return json.loads(raw)["results"] if raw else None
 
-    def create_account(self, name: str) -> int:
-        return int(self.admin("POST", "/admin/accounts", {"name": name})["id"])
+    def create_account(self, name: str, rate_limits: list[dict[str, Any]] | None = None) -> int:
+        body: dict[str, Any] = {"name": name}
+        if rate_limits is not None:
+            body["rate_limits"] = rate_limits
+        return int(self.admin("POST", "/admin/accounts", body)["id"])
 
     def create_subaccount(self, account_id: int, name: str) -> int:
         res = self.admin("POST", f"/admin/accounts/{account_id}/subaccounts", {"name": name})

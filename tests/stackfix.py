@@ -83,8 +83,9 @@ def tenant(stack: Stack) -> Tenant:
 
 @pytest.fixture
 def make_tenant(stack: Stack) -> Any:
-    def make(grants: list[str] | None = None) -> Tenant:
-        account = stack.create_account(unique("acct"))
+    def make(grants: list[str] | None = None,
+             rate_limits: list[dict[str, Any]] | None = None) -> Tenant:
+        account = stack.create_account(unique("acct"), rate_limits)
         key = stack.create_key(account, grants or ["suppression_lists/manage"])["key"]
         return Tenant(stack, account, str(key))
 
