@@ -6,6 +6,7 @@ local limit = require("gw.limit")
 local context = require("gw.context")
 local cors = require("gw.cors")
 local errors = require("gw.errors")
+local request_ids = require("gw.request_id")
 local routes = require("gw.routes")
 local router = require("gw.router")
 
@@ -17,11 +18,11 @@ local _M = {}
 
 local REQUEST_ID_RE = [[^[A-Za-z0-9._:-]{8,128}$]]
 
--- The client's X-Request-Id when it sent a usable one, else nginx's own.
+-- The client's X-Request-Id when it sent a usable one, else a new one.
 local function request_id(may_have_one)
     local id = may_have_one and ngx.var.http_x_request_id
     if type(id) ~= "string" or not re_find(id, REQUEST_ID_RE, "jo") then
-        id = ngx.var.request_id
+        id = request_ids.next()
     end
     return id
 end
@@ -56,13 +57,13 @@ function _M.run()
     end
 
     if route.auth == "none" then
-        local ok, lerr = limit.check(route, nil)
+        local ok, lerr = limit.check(route, nil, ctx)
         if not ok then
             return errors.send(lerr)
         end
         return
     end
-    local decision, err = auth.decide(route, limit.failed_auth_blocked())
+    local decision, err = auth.decide(route, limit.failed_auth_blocked)
     if not decision then
         if err.status == 401 then
             limit.count_failed_auth()
@@ -70,7 +71,7 @@ function _M.run()
         return errors.send(err)
     end
     ctx.decision = decision
-    local ok, lerr = limit.check(route, decision)
+    local ok, lerr = limit.check(route, decision, ctx)
     if not ok then
         return errors.send(lerr)
     end

@@ -151,9 +151,10 @@ function _M.ask(route, token, method, subaccount)
 end
 
 -- Returns the allow decision, or nil and an error value for errors.send.
--- `cached_only`: the client address is over its failed-authentication limit, so only a
--- credential with a cached decision gets through; anything else is not even asked about.
-function _M.decide(route, cached_only)
+-- `blocked()`, asked only when no fresh decision is cached: true when the client address is
+-- over its failed-authentication limit, so a credential without a cached decision is not
+-- even asked about.
+function _M.decide(route, blocked)
     local token = ngx.var.http_authorization
     if not token or token == "" then
         return nil, errors.new(401, "Unauthorized", "An API key is required in the "
@@ -175,17 +176,19 @@ function _M.decide(route, cached_only)
     local t = now()
     local entry = lru:get(local_key)
     local key
-    if not (entry and fresh(entry, t)) then
+    local usable = entry and fresh(entry, t)
+    if not usable then
         key = _M.cache_key(hmac.sha256_hex(token), route.resource, method, subaccount,
             grants_override)
         entry = lookup(key)
         if entry then
             remember(local_key, entry)
         end
+        usable = entry and fresh(entry, t)
     end
-    if entry and fresh(entry, t) then
+    if usable then
         count("hit")
-    elseif cached_only then
+    elseif blocked and blocked() then
         return nil, errors.new(429, "Too many requests",
             "Too many failed authentication attempts from this address", "1429",
             { ["Retry-After"] = "60" })

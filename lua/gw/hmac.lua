@@ -27,6 +27,7 @@ int SHA256_Init(SHA256_CTX *c);
 int SHA256_Update(SHA256_CTX *c, const void *data, size_t len);
 int SHA256_Final(unsigned char *md, SHA256_CTX *c);
 unsigned char *SHA256(const unsigned char *d, size_t n, unsigned char *md);
+int RAND_bytes(unsigned char *buf, int num);
 ]]
 
 -- Inside nginx, OpenSSL is already loaded; under plain LuaJIT (the unit tests) load it.
@@ -72,6 +73,13 @@ end
 function _M.sha256_hex(msg)
     C.SHA256(msg, #msg, digest)
     return hex32(digest)
+end
+
+-- `n` bytes from OpenSSL's CSPRNG as 2n hex digits (for seeds, not for every request).
+function _M.random_hex(n)
+    local buf = ffi_new("unsigned char[?]", n)
+    assert(C.RAND_bytes(buf, n) == 1, "RAND_bytes failed")
+    return to_hex(ffi_str(buf, n))
 end
 
 local function padded(key, pad)

@@ -30,45 +30,35 @@ local CIRCUIT_TTL = 1
 local circuit_open_until = 0
 local last_logged = 0
 
--- Local policy: each limit charged in the shared dict, all or nothing.
--- Returns allowed, index of the limit to report, remaining, reset (s), retry (s); or nil, err.
-local function take_local(plan)
-    local keys, intervals, tolerances = plan.keys, plan.intervals, plan.tolerances
-    local best, best_rem, best_reset
-    for i = 1, plan.n do
-        local allowed, remaining, reset, retry = shdict_limit.take(keys[i], intervals[i],
-            tolerances[i])
-        if allowed == nil then
-            return nil, remaining
-        end
-        if not allowed then
-            for j = 1, i - 1 do -- all or nothing: give back what was charged
-                shdict_limit.give_back(keys[j], intervals[j])
-            end
-            return false, i, 0, reset, retry
-        end
-        if not best or remaining < best_rem then
-            best, best_rem, best_reset = i, remaining, reset
-        end
-    end
-    return true, best, best_rem, best_reset, 0
-end
-
--- Redis policy, with leases (gw.limit.lease): plan id -> what this worker holds.
-local leases, lease_count = {}, 0
+-- Where limits are charged: the node's shared dict (`local` policy) or Redis. Both answer
+-- take_all alike and both are charged through leases (gw.limit.lease): a worker charges
+-- several requests at once and admits them itself, so a key far from its limit costs one
+-- charge per lease, not two shared-dict writes per request; near its limit a key leases one
+-- request at a time and stays exact. Each store keeps its own leases: plan id -> what this
+-- worker holds.
+local STORES = {
+    ["local"] = { take_all = shdict_limit.take_all, leases = {}, count = 0 },
+    redis = {
+        take_all = function(keys, args)
+            return redis_limit.take_all(keys, args)
+        end,
+        leases = {},
+        count = 0,
+    },
+}
 local MAX_LEASES = 20000
 
-local function remember_lease(id, l)
-    if not leases[id] then
-        lease_count = lease_count + 1
-        if lease_count > MAX_LEASES then -- plans come and go with keys: start afresh
-            leases, lease_count = {}, 1
+local function remember_lease(store, id, l)
+    if not store.leases[id] then
+        store.count = store.count + 1
+        if store.count > MAX_LEASES then -- plans come and go with keys: start afresh
+            store.leases, store.count = {}, 1
         end
     end
-    leases[id] = l
+    store.leases[id] = l
 end
 
-local function charge(plan, n)
+local function charge(store, plan, n)
     local args = plan.args1
     if n > 1 then
         args = {}
@@ -77,12 +67,13 @@ local function charge(plan, n)
             args[2 * i] = plan.tolerances[i]
         end
     end
-    return redis_limit.take_all(plan.keys, args)
+    return store.take_all(plan.keys, args)
 end
 
-local function take_redis(plan)
+-- Returns allowed, index of the limit to report, remaining, reset (s), retry (s); or nil, err.
+local function take_leased(plan, store)
     local t = now()
-    local held = leases[plan.id]
+    local held = store.leases[plan.id]
     if held and t < held.expires then
         if held.denied then
             return false, held.idx, 0, held.reset, held.expires - t
@@ -93,10 +84,10 @@ local function take_redis(plan)
         end
     end
     local n = held and held.next_n or 1
-    local res, err = charge(plan, n)
+    local res, err = charge(store, plan, n)
     if res and tonumber(res[1]) ~= 1 and n > 1 then -- too big a lease near the limit: one
         n = 1
-        res, err = charge(plan, 1)
+        res, err = charge(store, plan, 1)
     end
     if not res then
         return nil, err
@@ -114,12 +105,12 @@ local function take_redis(plan)
         end
         -- Requests charged by another request of this worker in the meantime stay usable.
         local left = n - 1
-        held = leases[plan.id]
+        held = store.leases[plan.id]
         if held and not held.denied and t < held.expires then
             left = left + held.left
         end
-        remember_lease(plan.id, { t = t, expires = t + lease.TTL, left = left, rem = best_rem,
-            reset = best_reset, idx = best, next_n = lease.size(best_rem) })
+        remember_lease(store, plan.id, { t = t, expires = t + lease.TTL, left = left,
+            rem = best_rem, reset = best_reset, idx = best, next_n = lease.size(best_rem) })
         return true, best, best_rem + left, best_reset, 0
     end
     -- Refused: until the first slot opens this worker answers 429 without asking again.
@@ -131,15 +122,15 @@ local function take_redis(plan)
             idx, reset_b, retry_max = i, reset, retry
         end
     end
-    remember_lease(plan.id, { denied = true, t = t, expires = t + retry_max, idx = idx,
-        reset = reset_b, next_n = 1 })
+    remember_lease(store, plan.id, { denied = true, t = t, expires = t + retry_max,
+        idx = idx, reset = reset_b, next_n = 1 })
     return false, idx, 0, reset_b, retry_max
 end
 
 -- Charge every limit of the plan, all or nothing.
 local function take(plan)
     if redis_limit.enabled() and now() >= circuit_open_until then
-        local allowed, idx, remaining, reset, retry = take_redis(plan)
+        local allowed, idx, remaining, reset, retry = take_leased(plan, STORES.redis)
         if allowed ~= nil then
             return allowed, idx, remaining, reset, retry
         end
@@ -152,7 +143,7 @@ local function take(plan)
         end
         metrics.inc("gateway_redis_fallback_total", "")
     end
-    return take_local(plan)
+    return take_leased(plan, STORES["local"])
 end
 
 local function valid(spec)
@@ -259,8 +250,10 @@ local function plan_for(route, decision)
 end
 
 -- Checks every applicable limit. Returns true, or nil and an error value (429).
--- Sets ngx.ctx.rate_headers to the most restrictive limit's RateLimit-* headers.
-function _M.check(route, decision)
+-- Leaves the most restrictive limit's RateLimit-* values in ctx (rate_limit, rate_remaining,
+-- rate_reset) for the header filter: three fields, not a table walked with pairs, which
+-- LuaJIT cannot compile.
+function _M.check(route, decision, ctx)
     local plan = plan_for(route, decision)
     if not plan then
         return true
@@ -271,12 +264,8 @@ function _M.check(route, decision)
         return true
     end
     local spec = plan.specs[idx]
-    local headers = {
-        ["RateLimit-Limit"] = spec.limit,
-        ["RateLimit-Remaining"] = remaining,
-        ["RateLimit-Reset"] = ceil(reset),
-    }
-    ngx.ctx.rate_headers = headers
+    reset = ceil(reset)
+    ctx.rate_limit, ctx.rate_remaining, ctx.rate_reset = spec.limit, remaining, reset
     if allowed then
         local labels = plan.allowed_labels
         for i = 1, plan.n do
@@ -289,7 +278,12 @@ function _M.check(route, decision)
     if retry < 1 then
         retry = 1
     end
-    headers["Retry-After"] = retry
+    local headers = {
+        ["RateLimit-Limit"] = spec.limit,
+        ["RateLimit-Remaining"] = remaining,
+        ["RateLimit-Reset"] = reset,
+        ["Retry-After"] = retry,
+    }
     return nil, errors.new(429, "Too many requests",
         "Rate limit exceeded (" .. plan.dims[idx] .. "): " .. spec.limit .. " per "
         .. spec.window .. "s; retry after " .. retry .. "s", "1429", headers)

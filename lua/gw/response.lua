@@ -11,12 +11,13 @@ local _M = {}
 
 function _M.header()
     local ctx = ngx.ctx
-    ngx.header["X-Request-Id"] = ctx.request_id or ngx.var.request_id
-    local rate = ctx.rate_headers
-    if rate then
-        for k, v in pairs(rate) do
-            ngx.header[k] = v
-        end
+    local header = ngx.header
+    header["X-Request-Id"] = ctx.request_id or ngx.var.request_id
+    local rate_limit = ctx.rate_limit
+    if rate_limit then
+        header["RateLimit-Limit"] = rate_limit
+        header["RateLimit-Remaining"] = ctx.rate_remaining
+        header["RateLimit-Reset"] = ctx.rate_reset
     end
     if ctx.cors_origin then
         cors.header_filter(ctx)

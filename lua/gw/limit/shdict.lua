@@ -35,9 +35,41 @@ function _M.take(key, interval, tolerance)
     return allowed, remaining, reset, retry
 end
 
--- Undo one charge (all-or-nothing checks whose later limit refused).
-function _M.give_back(key, interval)
-    shared[DICT]:incr(key, -interval)
+-- Every limit of one request (or lease) at once, all or nothing, answering like the Redis
+-- script (gw.limit.redis) so the same lease logic serves both policies. args: interval,
+-- tolerance per key (ms). Returns {allowed (0/1), ahead_ms per key...}; when a key refuses,
+-- what was charged is given back and the keys after it are not looked at (their ahead_ms is
+-- 0: they did not refuse). Or nil, err.
+function _M.take_all(keys, args)
+    local dict = shared[DICT]
+    local now = ngx.now() * 1000
+    local out = { 1 }
+    for i = 1, #keys do
+        local interval, tolerance = args[2 * i - 1], args[2 * i]
+        local tat, err = dict:incr(keys[i], interval, now)
+        if not tat then
+            for j = 1, i - 1 do
+                dict:incr(keys[j], -args[2 * j - 1])
+            end
+            return nil, "gw_limits dict: " .. tostring(err)
+        end
+        if tat - interval < now then -- idle key: start afresh from now
+            tat = now + interval
+            dict:set(keys[i], tat)
+        end
+        out[i + 1] = tat - now
+        if tat - now > tolerance then
+            for j = 1, i do
+                dict:incr(keys[j], -args[2 * j - 1])
+            end
+            for j = i + 1, #keys do
+                out[j + 1] = 0
+            end
+            out[1] = 0
+            return out
+        end
+    end
+    return out
 end
 
 return _M
