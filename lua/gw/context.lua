@@ -70,17 +70,25 @@ local function join(list)
     return concat(list, ",")
 end
 
+-- The context's strings of a decision, made once per cached decision.
+local function strings_of(decision)
+    local s = decision.context_strings
+    if not s then
+        local subaccount = decision.subaccount_id
+        s = {
+            tostring(decision.account_id),
+            (subaccount == nil or subaccount == ngx.null) and "" or tostring(subaccount),
+            tostring(decision.key_id or ""),
+            join(decision.grants) or "",
+        }
+        decision.context_strings = s
+    end
+    return s[1], s[2], s[3], s[4]
+end
+
 -- decision: the auth service's allow (account_id, subaccount_id, key_id, grants).
 function _M.set(secret, decision, request_id)
-    local account = tostring(decision.account_id)
-    local subaccount = decision.subaccount_id
-    subaccount = (subaccount == nil or subaccount == ngx.null) and "" or tostring(subaccount)
-    local key_id = tostring(decision.key_id or "")
-    local grants = decision.grants_header
-    if not grants then
-        grants = join(decision.grants) or ""
-        decision.grants_header = grants
-    end
+    local account, subaccount, key_id, grants = strings_of(decision)
     local ts = tostring(ngx_time())
     local sig = hmac.hmac_sha256_hex(secret, _M.canonical(ngx.req.get_method(),
         ngx.var.request_uri, account, subaccount, key_id, grants, request_id, ts))
