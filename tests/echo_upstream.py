@@ -62,6 +62,9 @@ def make_app(name: str, secret: str | None, html_errors: bool) -> object:
                         "headers": [(b"content-type", b"text/html")]})
             await send({"type": "http.response.body", "body": page})
             return
+        # An upstream that sends headers of the names the gateway sets itself.
+        claims = [(b"x-request-id", b"upstream-id"), (b"ratelimit-limit", b"999")] \
+            if "/claims/" in path else []
         out = {
             "upstream": name,
             "pid": os.getpid(),
@@ -75,7 +78,7 @@ def make_app(name: str, secret: str | None, html_errors: bool) -> object:
         }
         data = json.dumps(out).encode()
         await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json")]})
+                    "headers": [(b"content-type", b"application/json"), *claims]})
         await send({"type": "http.response.body", "body": data})
 
     return app

@@ -76,6 +76,25 @@ def test_rate_limit_headers_and_a_429_in_sparkpost_shape(
     assert int(limited[0].headers["retry-after"]) >= 1
     err = limited[0].json()["errors"][0]
     assert err["code"] == "1429" and "Rate limit" in err["description"]
+    # one of each header, on the upstream's answers and on the gateway's own 429 alike
+    for r in (ok[0], limited[0]):
+        for name in ("x-request-id", "ratelimit-limit", "ratelimit-remaining",
+                     "ratelimit-reset"):
+            assert len(r.headers.get_list(name)) == 1, (r.status_code, name, r.headers)
+    assert limited[0].headers["ratelimit-remaining"] == "0"
+
+
+def test_an_upstream_cannot_set_the_request_id_or_the_rate_limit_headers(
+        gw: httpx.Client, tenant: Tenant, routes: RouteAdmin, echo_target: str,
+        stack: Stack) -> None:
+    name = unique("claims")
+    routes.put(limited_route(name, echo_target, limit=100, burst=100))
+    key = {"Authorization": tenant.key}
+    wait_served(f"{stack.gateway_url}/{name}/x", key)
+    r = gw.get(f"/{name}/claims/x", headers={**key, "X-Request-Id": "client-chosen-id-42"})
+    assert r.status_code == 200
+    assert r.headers.get_list("x-request-id") == ["client-chosen-id-42"]
+    assert r.headers.get_list("ratelimit-limit") == ["100"]
 
 
 @pytest.mark.slow

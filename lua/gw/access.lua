@@ -57,7 +57,7 @@ function _M.run()
     end
 
     if route.auth == "none" then
-        local ok, lerr = limit.check(route, nil, ctx)
+        local ok, lerr = limit.check(route, nil)
         if not ok then
             return errors.send(lerr)
         end
@@ -71,7 +71,7 @@ function _M.run()
         return errors.send(err)
     end
     ctx.decision = decision
-    local ok, lerr = limit.check(route, decision, ctx)
+    local ok, lerr = limit.check(route, decision)
     if not ok then
         return errors.send(lerr)
     end

@@ -250,10 +250,9 @@ local function plan_for(route, decision)
 end
 
 -- Checks every applicable limit. Returns true, or nil and an error value (429).
--- Leaves the most restrictive limit's RateLimit-* values in ctx (rate_limit, rate_remaining,
--- rate_reset) for the header filter: three fields, not a table walked with pairs, which
--- LuaJIT cannot compile.
-function _M.check(route, decision, ctx)
+-- Leaves the most restrictive limit's RateLimit-* values in the variables nginx.conf's
+-- add_header sends on the response ($gw_rl_limit, $gw_rl_remaining, $gw_rl_reset).
+function _M.check(route, decision)
     local plan = plan_for(route, decision)
     if not plan then
         return true
@@ -265,7 +264,10 @@ function _M.check(route, decision, ctx)
     end
     local spec = plan.specs[idx]
     reset = ceil(reset)
-    ctx.rate_limit, ctx.rate_remaining, ctx.rate_reset = spec.limit, remaining, reset
+    local var = ngx.var
+    var.gw_rl_limit = spec.limit
+    var.gw_rl_remaining = remaining
+    var.gw_rl_reset = reset
     if allowed then
         local labels = plan.allowed_labels
         for i = 1, plan.n do
@@ -278,12 +280,7 @@ function _M.check(route, decision, ctx)
     if retry < 1 then
         retry = 1
     end
-    local headers = {
-        ["RateLimit-Limit"] = spec.limit,
-        ["RateLimit-Remaining"] = remaining,
-        ["RateLimit-Reset"] = reset,
-        ["Retry-After"] = retry,
-    }
+    local headers = { ["Retry-After"] = retry } -- RateLimit-* come from the variables
     return nil, errors.new(429, "Too many requests",
         "Rate limit exceeded (" .. plan.dims[idx] .. "): " .. spec.limit .. " per "
         .. spec.window .. "s; retry after " .. retry .. "s", "1429", headers)

@@ -1,5 +1,6 @@
--- header_filter / body_filter: the request id on every response, and an upstream's
--- non-JSON error page replaced by our JSON error, so clients see one error shape.
+-- header_filter / body_filter: an upstream's non-JSON error page replaced by our JSON error,
+-- so clients see one error shape. (The request id and RateLimit-* headers are nginx.conf's
+-- add_header.)
 local cache = require("gw.cache")
 local cors = require("gw.cors")
 local errors = require("gw.errors")
@@ -11,14 +12,6 @@ local _M = {}
 
 function _M.header()
     local ctx = ngx.ctx
-    local header = ngx.header
-    header["X-Request-Id"] = ctx.request_id or ngx.var.request_id
-    local rate_limit = ctx.rate_limit
-    if rate_limit then
-        header["RateLimit-Limit"] = rate_limit
-        header["RateLimit-Remaining"] = ctx.rate_remaining
-        header["RateLimit-Reset"] = ctx.rate_reset
-    end
     if ctx.cors_origin then
         cors.header_filter(ctx)
     end
