@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{', '.join(f'{n:,}' for n in s['sizes'])} rows")
     if "gateway" in only:
         section("gateway", lambda: gateway_bench.run(argparse.Namespace(
-            seconds=seconds, connections=32, threads=1, workers=1)))
+            seconds=seconds, connections=32, threads=1, workers=1, rounds=3)))
     if "auth" in only:
         section("auth", lambda: authorize.run(argparse.Namespace(
             workers=2, duration=seconds, connections=64, threads=1, keys=s["keys"],

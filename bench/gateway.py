@@ -9,9 +9,12 @@ One trivial upstream (an nginx answering 200 from memory) and, in front of it:
              header and body filters, log): what the runtime costs before the gateway does
              any work, so the distance from bare nginx that no Lua code can close.
 Each is driven by wrk with the same connections and threads; throughput at `--connections`
-and latency at one connection (the added latency is the p50 difference at -c1).
+and latency at one connection (the added latency is the p50 difference at -c1). The four are
+measured in turn, `--rounds` times over, and each figure is the median of its rounds: this
+machine's speed drifts by more within a minute than the differences being measured, and
+interleaving spreads the drift over all four alike.
 
-    .venv/bin/python -m bench.gateway [--seconds 10] [--connections 32] [--workers 1]
+    .venv/bin/python -m bench.gateway [--seconds 10] [--connections 32] [--workers 1] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -214,15 +218,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         local_node, local_port, _ = stack.start_extra_gateway(
             "bench-local", None, access_log=False, log_level="warn")
         procs.append(local_node)
-        results = {
-            "bare": measure(f"http://127.0.0.1:{bare_port}/bench/x", args, {}, bare.pid),
-            "floor": measure(f"http://127.0.0.1:{floor_port}/bench/x", args, {}, floor.pid),
-            "local": measure(f"http://127.0.0.1:{local_port}/bench/x", args, headers,
-                             local_node.pid),
-            "redis": measure(f"http://127.0.0.1:{redis_node_port}/bench/x", args, headers,
-                             redis_node.pid),
+        targets = {
+            "bare": (bare_port, {}, bare.pid),
+            "floor": (floor_port, {}, floor.pid),
+            "local": (local_port, headers, local_node.pid),
+            "redis": (redis_node_port, headers, redis_node.pid),
         }
-        return {"args": vars(args), "results": results}
+        rounds = [{name: measure(f"http://127.0.0.1:{port}/bench/x", args, hdrs, pid)
+                   for name, (port, hdrs, pid) in targets.items()}
+                  for _ in range(max(1, args.rounds))]
+        results = {name: {field: statistics.median(r[name][field] for r in rounds)
+                          for field in rounds[0][name]}
+                   for name in targets}
+        return {"args": vars(args), "results": results, "rounds": rounds}
     finally:
         if stack:
             stack.stop()
@@ -244,6 +252,11 @@ def report(data: dict[str, Any]) -> str:
                      f"{m['cpu_us_per_request']:11.1f} "
                      f"{bare['cpu_us_per_request'] / m['cpu_us_per_request']:11.2f} "
                      f"{m['non2xx']:8.0f}")
+    rounds = data.get("rounds", [])
+    if len(rounds) > 1:
+        lines.append("x bare by round (floor/local/redis): " + ", ".join(
+            "/".join(f"{one[n]['rps'] / one['bare']['rps']:.2f}"
+                     for n in ("floor", "local", "redis")) for one in rounds))
     return "\n".join(lines)
 
 
@@ -254,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--workers", type=int, default=1, help="nginx workers, both sides")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="measure the four in turn this many times; report the medians")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     data = run(args)
