@@ -59,13 +59,21 @@ def limited_route(name: str, target: str, limit: int, burst: int = 5) -> dict[st
         {"dimension": "key", "limit": limit, "window": 1, "burst": burst}])
 
 
+def serve_limited_route(prefix: str, routes: RouteAdmin, echo_target: str, stack: Stack,
+                        tenant: Tenant, limit: int, burst: int) -> tuple[str, dict[str, str]]:
+    """A new route to the echo upstream with a per-key limit, served by the gateway; its
+    name and the tenant's Authorization header."""
+    name = unique(prefix)
+    routes.put(limited_route(name, echo_target, limit=limit, burst=burst))
+    key = {"Authorization": tenant.key}
+    wait_served(f"{stack.gateway_url}/{name}/x", key)
+    return name, key
+
+
 def test_rate_limit_headers_and_a_429_in_sparkpost_shape(
         gw: httpx.Client, tenant: Tenant, routes: RouteAdmin, echo_target: str,
         stack: Stack) -> None:
-    name = unique("rl")
-    routes.put(limited_route(name, echo_target, limit=1, burst=3))
-    key = {"Authorization": tenant.key}
-    wait_served(f"{stack.gateway_url}/{name}/x", key)
+    name, key = serve_limited_route("rl", routes, echo_target, stack, tenant, limit=1, burst=3)
     seen = [gw.get(f"/{name}/x", headers=key) for _ in range(6)]
     ok = [r for r in seen if r.status_code == 200]
     limited = [r for r in seen if r.status_code == 429]
@@ -78,19 +86,17 @@ def test_rate_limit_headers_and_a_429_in_sparkpost_shape(
     assert err["code"] == "1429" and "Rate limit" in err["description"]
     # one of each header, on the upstream's answers and on the gateway's own 429 alike
     for r in (ok[0], limited[0]):
-        for name in ("x-request-id", "ratelimit-limit", "ratelimit-remaining",
-                     "ratelimit-reset"):
-            assert len(r.headers.get_list(name)) == 1, (r.status_code, name, r.headers)
+        for header in ("x-request-id", "ratelimit-limit", "ratelimit-remaining",
+                       "ratelimit-reset"):
+            assert len(r.headers.get_list(header)) == 1, (r.status_code, header, r.headers)
     assert limited[0].headers["ratelimit-remaining"] == "0"
 
 
 def test_an_upstream_cannot_set_the_request_id_or_the_rate_limit_headers(
         gw: httpx.Client, tenant: Tenant, routes: RouteAdmin, echo_target: str,
         stack: Stack) -> None:
-    name = unique("claims")
-    routes.put(limited_route(name, echo_target, limit=100, burst=100))
-    key = {"Authorization": tenant.key}
-    wait_served(f"{stack.gateway_url}/{name}/x", key)
+    name, key = serve_limited_route("claims", routes, echo_target, stack, tenant, limit=100,
+                                    burst=100)
     r = gw.get(f"/{name}/claims/x", headers={**key, "X-Request-Id": "client-chosen-id-42"})
     assert r.status_code == 200
     assert r.headers.get_list("x-request-id") == ["client-chosen-id-42"]
