@@ -5,7 +5,7 @@ describe("local limits, all or nothing", function()
 
     setup(function()
         local dict = {}
-        function dict:incr(key, by, init)
+        function dict.incr(_, key, by, init)
             local v = store[key]
             if v == nil then
                 if init == nil then
@@ -16,7 +16,7 @@ describe("local limits, all or nothing", function()
             store[key] = v + by
             return store[key]
         end
-        function dict:set(key, value)
+        function dict.set(_, key, value)
             store[key] = value
             return true
         end
