@@ -38,13 +38,7 @@ local last_logged = 0
 -- worker holds.
 local STORES = {
     ["local"] = { take_all = shdict_limit.take_all, leases = {}, count = 0 },
-    redis = {
-        take_all = function(keys, args)
-            return redis_limit.take_all(keys, args)
-        end,
-        leases = {},
-        count = 0,
-    },
+    redis = { take_all = redis_limit.take_all, leases = {}, count = 0 },
 }
 local MAX_LEASES = 20000
 

@@ -16,10 +16,8 @@ local _M = {}
 
 local DICT = "gw_limits"
 
--- interval, tolerance: gcra.params of the limit (ms).
-function _M.take(key, interval, tolerance)
-    local dict = shared[DICT]
-    local now = ngx.now() * 1000
+-- One charge of `interval` ms on `key` at `now`: the key's new TAT, or nil and an error.
+local function charge(dict, key, interval, now)
     local tat, err = dict:incr(key, interval, now)
     if not tat then
         return nil, "gw_limits dict: " .. tostring(err)
@@ -27,6 +25,24 @@ function _M.take(key, interval, tolerance)
     if tat - interval < now then -- idle key: start afresh from now
         tat = now + interval
         dict:set(key, tat)
+    end
+    return tat
+end
+
+-- Undo the charges of keys[1..n] (args as in take_all).
+local function give_back(dict, keys, args, n)
+    for j = 1, n do
+        dict:incr(keys[j], -args[2 * j - 1])
+    end
+end
+
+-- interval, tolerance: gcra.params of the limit (ms).
+function _M.take(key, interval, tolerance)
+    local dict = shared[DICT]
+    local now = ngx.now() * 1000
+    local tat, err = charge(dict, key, interval, now)
+    if not tat then
+        return nil, err
     end
     local allowed, remaining, reset, retry = gcra.decide(tat, now, interval, tolerance)
     if not allowed then
@@ -45,23 +61,14 @@ function _M.take_all(keys, args)
     local now = ngx.now() * 1000
     local out = { 1 }
     for i = 1, #keys do
-        local interval, tolerance = args[2 * i - 1], args[2 * i]
-        local tat, err = dict:incr(keys[i], interval, now)
+        local tat, err = charge(dict, keys[i], args[2 * i - 1], now)
         if not tat then
-            for j = 1, i - 1 do
-                dict:incr(keys[j], -args[2 * j - 1])
-            end
-            return nil, "gw_limits dict: " .. tostring(err)
-        end
-        if tat - interval < now then -- idle key: start afresh from now
-            tat = now + interval
-            dict:set(keys[i], tat)
+            give_back(dict, keys, args, i - 1)
+            return nil, err
         end
         out[i + 1] = tat - now
-        if tat - now > tolerance then
-            for j = 1, i do
-                dict:incr(keys[j], -args[2 * j - 1])
-            end
+        if tat - now > args[2 * i] then
+            give_back(dict, keys, args, i)
             for j = i + 1, #keys do
                 out[j + 1] = 0
             end
