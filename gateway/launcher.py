@@ -77,13 +77,29 @@ def tls_from_env() -> dict[str, Any]:
     return {"tls_port": int(port), "tls_cert": cert, "tls_key": key}
 
 
+def gateway_from_env() -> dict[str, Any]:
+    """GatewaySettings overrides: PORTCULLIS_DNS_REFRESH, seconds between resolutions of
+    route target names (default 5)."""
+    value = os.environ.get("PORTCULLIS_DNS_REFRESH")
+    if value is None:
+        return {}
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0
+    if not 0.1 <= seconds <= 3600:
+        raise StartError(f"PORTCULLIS_DNS_REFRESH={value!r} is not a number of seconds "
+                         "from 0.1 to 3600")
+    return {"dns_refresh": seconds}
+
+
 def run(var: Path) -> int:
     settings = StackSettings(var=var, ports=ports_from_env(),
                              database_url=os.environ.get("DATABASE_URL") or None,
                              redis_url=os.environ.get("REDIS_URL") or None,
                              redis_cluster=[n.strip() for n in os.environ.get(
                                  "PORTCULLIS_REDIS_CLUSTER", "").split(",") if n.strip()]
-                             or None,
+                             or None, gateway=gateway_from_env(),
                              **tls_from_env())
     stack = Stack(settings)
     signal.signal(signal.SIGTERM, on_signal)

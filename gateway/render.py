@@ -74,6 +74,7 @@ class GatewaySettings:
     access_log: bool = True
     poll_interval: float = 0.5
     auth_stale_ttl: int = 60
+    dns_refresh: float = 5  # seconds between resolutions of route target names
     reuseport: bool = False
     # Per client address: failed authentications, and requests to routes without auth.
     failed_auth_limit: dict[str, int] | None = field(
@@ -129,6 +130,7 @@ def write_config(settings: GatewaySettings, flavor: Flavor | None = None) -> Pat
         "redis_module": flavor.redis_module,
         "poll_interval": settings.poll_interval,
         "auth_stale_ttl": settings.auth_stale_ttl,
+        "dns_refresh": settings.dns_refresh,
         "authsvc_url": f"http://{auth_addrs[0]}",
         "failed_auth_limit": settings.failed_auth_limit,
         "anonymous_limit": settings.anonymous_limit,
@@ -187,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--authsvc-addr", required=True, help="host:port[,host:port...]")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or None)
     parser.add_argument("--workers", default="auto")
+    parser.add_argument("--dns-refresh", type=float, default=5.0,
+                        help="seconds between resolutions of route targets given by name")
     parser.add_argument("--tls-listen")
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
@@ -201,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         prefix=args.prefix, listen=args.listen, metrics_listen=args.metrics_listen,
         control_url=args.control_url, authsvc_addr=args.authsvc_addr,
         admin_token=admin_token, signing_secret=signing_secret, redis_url=args.redis_url,
-        workers=args.workers, tls_listen=args.tls_listen, tls_cert=args.tls_cert,
-        tls_key=args.tls_key)
+        workers=args.workers, dns_refresh=args.dns_refresh, tls_listen=args.tls_listen,
+        tls_cert=args.tls_cert, tls_key=args.tls_key)
     try:
         conf = write_config(settings, flavor)
     except ValueError as exc:

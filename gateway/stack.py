@@ -234,9 +234,11 @@ class Stack:
         return proc
 
     def start_extra_gateway(self, name: str, redis_url: str | None,
+                            argv_prefix: tuple[str, ...] = (),
                             **overrides: Any) -> tuple[Proc, int, int]:
         """Another gateway node on its own ports, sharing the control plane, the auth
-        service and (when given) Redis: for scale-out and failure tests."""
+        service and (when given) Redis: for scale-out and failure tests. `argv_prefix` runs
+        nginx under another command (which must exec it)."""
         from portcullis.procs import free_port
 
         port, metrics_port = free_port(), free_port()
@@ -248,8 +250,9 @@ class Stack:
         for key, value in overrides.items():
             setattr(settings, key, value)
         conf = write_config(settings, self.flavor)
-        proc = Proc(f"gateway-{name}", [self.flavor.binary, "-p", str(settings.prefix), "-c",
-                                        str(conf)], self.logs / f"gateway-{name}.log")
+        proc = Proc(f"gateway-{name}", [*argv_prefix, self.flavor.binary, "-p",
+                                        str(settings.prefix), "-c", str(conf)],
+                    self.logs / f"gateway-{name}.log")
         proc.start()
         proc.wait_http(f"http://127.0.0.1:{metrics_port}/healthz", timeout=30)
         return proc, port, metrics_port

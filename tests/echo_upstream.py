@@ -1,7 +1,7 @@
 """A throwaway upstream for gateway tests: answers every request with what it received
 (name, method, path, headers, and whether the gateway's signature verified).
 
-`python -m tests.echo_upstream --port P --name N [--secret S] [--html-errors]`
+`python -m tests.echo_upstream --port P [--host H] --name N [--secret S] [--html-errors]`
 """
 
 from __future__ import annotations
@@ -87,12 +87,13 @@ def make_app(name: str, secret: str | None, html_errors: bool) -> object:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--name", default="echo")
     p.add_argument("--secret")
     p.add_argument("--html-errors", action="store_true")
     a = p.parse_args()
     uvicorn.run(make_app(a.name, a.secret, a.html_errors),  # type: ignore[arg-type]
-                host="127.0.0.1", port=a.port, log_level="warning", access_log=False,
+                host=a.host, port=a.port, log_level="warning", access_log=False,
                 timeout_keep_alive=IDLE_KEEPALIVE_SECONDS)
 
 

@@ -97,17 +97,18 @@ def upstream_factory(stack: Stack) -> Iterator[Any]:
     """Start throwaway echo upstreams (tests/echo_upstream.py); stopped after the test."""
     started: list[Proc] = []
 
-    def start(name: str = "echo", html_errors: bool = False) -> tuple[Proc, str]:
-        port = free_port()
-        argv = [sys.executable, "-m", "tests.echo_upstream", "--port", str(port),
+    def start(name: str = "echo", html_errors: bool = False, host: str = "127.0.0.1",
+              port: int | None = None) -> tuple[Proc, str]:
+        port = port or free_port()
+        argv = [sys.executable, "-m", "tests.echo_upstream", "--port", str(port), "--host", host,
                 "--name", name, "--secret", stack.signing_secret]
         if html_errors:
             argv.append("--html-errors")
         proc = Proc(f"echo-{name}", argv, stack.logs / f"echo-{name}-{port}.log", cwd=ROOT)
         proc.start()
-        proc.wait_http(f"http://127.0.0.1:{port}/healthz", 30)
+        proc.wait_http(f"http://{host}:{port}/healthz", 30)
         started.append(proc)
-        return proc, f"127.0.0.1:{port}"
+        return proc, f"{host}:{port}"
 
     yield start
     for proc in started:

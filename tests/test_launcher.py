@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.launcher import gateway_from_env
 from gateway.stack import PORTS, Stack, StackSettings
 from portcullis.procs import StartError, free_port
 
@@ -136,3 +137,20 @@ def test_a_crashing_service_is_reported_with_the_end_of_its_log(
     finally:
         stack.stop()
     assert all(not p.alive() for p in stack.procs.values())
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, {}), ("2.5", {"dns_refresh": 2.5})])
+def test_the_dns_refresh_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                                    value: str | None,
+                                                    expected: dict[str, float]) -> None:
+    monkeypatch.delenv("PORTCULLIS_DNS_REFRESH", raising=False)
+    if value is not None:
+        monkeypatch.setenv("PORTCULLIS_DNS_REFRESH", value)
+    assert gateway_from_env() == expected
+
+
+@pytest.mark.parametrize("value", ["0", "soon", "-1", "7200", "nan"])
+def test_a_bad_dns_refresh_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("PORTCULLIS_DNS_REFRESH", value)
+    with pytest.raises(StartError, match=r"PORTCULLIS_DNS_REFRESH=.* is not a number of seconds"):
+        gateway_from_env()

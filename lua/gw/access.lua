@@ -52,6 +52,11 @@ function _M.run()
     end
     ctx.route = route
     ngx.var.gw_route = route.name
+    if route.upstream_compiled.unresolved then
+        -- Which internal names failed is in the error log, not for the public.
+        return errors.exit(503, "Service unavailable",
+            "No address is known yet for the service behind this route")
+    end
     if route.cors or preflight then
         cors.access(route, preflight)
     end

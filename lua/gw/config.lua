@@ -13,6 +13,7 @@ local DEFAULTS = {
     decision_lru_size = 10000,  -- per-worker decisions
     denial_ttl = 5,             -- seconds, when the auth service names none
     redis_module = "nginx.redis",
+    dns_refresh = 5,            -- seconds between resolutions of route target names
 }
 
 function _M.load(path)

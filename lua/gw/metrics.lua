@@ -24,6 +24,7 @@ local HELP = {
     gateway_redis_fallback_total = { "counter", "Limit checks that fell back to local" },
     gateway_response_cache_total = { "counter", "Response cache lookups by result" },
     gateway_route_table_version = { "gauge", "Version of the route table in use" },
+    gateway_dns_failures_total = { "counter", "Target names that failed to resolve, by name" },
 }
 
 local function labels(l)

@@ -3,6 +3,7 @@
 -- and kept on disk so a gateway restarts and serves while the control plane is down.
 local cjson = require("cjson.safe")
 local config = require("gw.config")
+local dns = require("gw.dns")
 local httpc = require("gw.httpc")
 local router = require("gw.router")
 local upstream = require("gw.upstream")
@@ -20,6 +21,9 @@ local _M = {}
 local DICT = "gw_routes"
 local current          -- { version, matcher } of this worker
 local compiled_version -- version held by `current`
+-- The dict's "serial" moves whenever workers must compile again: a new table, or new
+-- addresses for one of its target names.
+local compiled_serial
 
 local function state_file()
     return config.state_dir .. "/routes.json"
@@ -34,7 +38,7 @@ function _M.build(tbl)
         if type(r.name) ~= "string" or type(r.paths) ~= "table" or #r.paths == 0 then
             return nil, "route " .. i .. " lacks a name or paths"
         end
-        local up, err = upstream.compile(r)
+        local up, err = upstream.compile(r, dns.addresses)
         if not up then
             return nil, "route " .. r.name .. ": " .. err
         end
@@ -50,7 +54,13 @@ local function publish(json, version)
         return nil, "gw_routes dict: " .. err
     end
     dict:set("version", version)
+    dict:incr("serial", 1, 0)
     return true
+end
+
+-- Worker 0: a target name's addresses changed; every worker compiles the table again.
+function _M.addresses_changed()
+    shared[DICT]:incr("serial", 1, 0)
 end
 
 local function save(json)
@@ -109,6 +119,8 @@ function _M.poll()
         log(ERR, "route table version ", tbl and tbl.version, " refused: ", err)
         return nil, err
     end
+    -- Names first, so that no worker compiles the new table without their addresses.
+    dns.resolve(dns.names(tbl.routes))
     local ok, perr = publish(body, tbl.version)
     if not ok then
         return nil, perr
@@ -124,23 +136,24 @@ end
 -- Every worker: pick up a newer table from the dict.
 function _M.refresh()
     local dict = shared[DICT]
-    local version = dict:get("version")
-    if not version or version == compiled_version then
+    local serial = dict:get("serial")
+    if not serial or serial == compiled_serial then
         return
     end
+    local version = dict:get("version")
     local tbl = cjson.decode(dict:get("json") or "")
     local built, err = _M.build(tbl)
     if not built then
         log(ERR, "route table in dict refused: ", err)
         return
     end
-    current, compiled_version = built, version
+    current, compiled_version, compiled_serial = built, version, serial
 end
 
 -- One dict read per request keeps every worker on the newest table the moment worker 0
 -- publishes it (the 0.1 s timer alone would leave a window where workers disagree).
 function _M.current()
-    if shared[DICT]:get("version") ~= compiled_version then
+    if shared[DICT]:get("serial") ~= compiled_serial then
         _M.refresh()
     end
     return current

@@ -1,12 +1,19 @@
--- A route's upstream as the balancer needs it: parsed targets, policy, timeouts, retries.
--- compile() is pure; pick() and report() use the gw_health dict for passive health.
+-- A route's upstream as the balancer needs it: its peers (addresses and ports), policy,
+-- timeouts, retries. compile() is pure: a target given by name becomes one peer per address
+-- that `addresses_of(name)` knows (lua/gw/dns.lua keeps them), each with its own id, so
+-- passive and active health mark one address, not the name.
+local concat = table.concat
+local find = string.find
 local match = string.match
 local tonumber = tonumber
 local type = type
 
 local _M = {}
 
-local LOCALHOST = { localhost = "127.0.0.1" }
+-- IPv4 dotted quads and IPv6 (anything with a colon: a parsed target has no brackets).
+function _M.is_address(host)
+    return find(host, ":", 1, true) ~= nil or match(host, "^%d+%.%d+%.%d+%.%d+$") ~= nil
+end
 
 function _M.parse_target(t)
     if type(t) ~= "string" then
@@ -20,26 +27,39 @@ function _M.parse_target(t)
     if not host or not port or port < 1 or port > 65535 then
         return nil, "bad target " .. t
     end
-    return { host = LOCALHOST[host] or host, port = port, id = t }
+    return { host = host, port = port, id = t }
 end
 
-function _M.compile(route)
+-- addresses_of(name): a list of addresses, or nil when the name never resolved. A route
+-- none of whose targets has an address compiles with no peers and `unresolved` naming them.
+function _M.compile(route, addresses_of)
     local up = route.upstream
     if type(up) ~= "table" or type(up.targets) ~= "table" or #up.targets == 0 then
         return nil, "no upstream targets"
     end
-    local targets = {}
-    for i, t in ipairs(up.targets) do
+    local targets, unresolved = {}, {}
+    for _, t in ipairs(up.targets) do
         local parsed, err = _M.parse_target(t)
         if not parsed then
             return nil, err
         end
-        targets[i] = parsed
+        if _M.is_address(parsed.host) then
+            targets[#targets + 1] = parsed
+        else
+            local addrs = addresses_of and addresses_of(parsed.host) or {}
+            for _, addr in ipairs(addrs) do
+                targets[#targets + 1] = { host = addr, port = parsed.port, id = t .. "@" .. addr }
+            end
+            if #addrs == 0 then
+                unresolved[#unresolved + 1] = parsed.host
+            end
+        end
     end
     local timeouts = route.timeouts or {}
     local health = up.health or {}
     return {
         targets = targets,
+        unresolved = #targets == 0 and concat(unresolved, ", ") or nil,
         least_conn = up.balance == "least_conn",
         connect = (timeouts.connect or 2000) / 1000,
         send = (timeouts.send or 10000) / 1000,

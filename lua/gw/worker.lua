@@ -1,6 +1,7 @@
 -- init_worker_by_lua: per-worker state and the timers that keep the node current.
 local auth = require("gw.auth")
 local config = require("gw.config")
+local dns = require("gw.dns")
 local events = require("gw.events")
 local health = require("gw.health")
 local limit = require("gw.limit")
@@ -31,6 +32,17 @@ local function poll(premature)
     routes.refresh()
 end
 
+-- Resolve the current table's target names again (their addresses may move).
+local function reresolve(premature)
+    if premature then
+        return
+    end
+    local tbl = routes.current()
+    if tbl and dns.resolve(dns.names(tbl.routes)) then
+        routes.addresses_changed()
+    end
+end
+
 local function refresh(premature)
     if not premature then
         routes.refresh()
@@ -47,6 +59,9 @@ function _M.run()
             log(ERR, "cannot start route poller: ", err)
         end
         ngx.timer.at(0, poll)
+        -- Also at once: a table kept on disk (or already in the dict) holds names too.
+        ngx.timer.at(0, reresolve)
+        assert(every(config.dns_refresh, reresolve))
         assert(every(1, function(premature)
             local current = not premature and routes.current()
             if current then
