@@ -51,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=int, help="per measurement (quick 5, full 10)")
     p.add_argument("--sizes", help="comma-separated row counts for the suppression section "
                                   "(quick 100000,1000000; full 1000000,10000000)")
+    p.add_argument("--shared-buffers", help="PostgreSQL's for the suppression section "
+                                           "(quick 1GB, full 4GB)")
+    p.add_argument("--no-import-baseline", action="store_true",
+                   help="skip the raw COPY + merge baseline of the last import (at 100M rows "
+                        "it takes as long again as the import)")
     p.add_argument("--json", type=Path, help="write the results here instead")
     p.add_argument("--report", type=Path, metavar="RESULTS_JSON",
                    help="print the table of an earlier run's results file and stop")
@@ -69,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     s = scale(args)
     if args.sizes:
         s["sizes"] = sorted(int(x) for x in args.sizes.split(","))
+    if args.shared_buffers:
+        s["shared_buffers"] = args.shared_buffers
     seconds = args.seconds or s["seconds"]
     started = time.time()
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
@@ -116,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         section("suppression", lambda: fullstack.run(argparse.Namespace(
             sizes=s["sizes"], seconds=seconds, connections=16, lookup_workers=2,
             gw_workers=2, shared_buffers=s["shared_buffers"],
-            search_repeat=s["search_repeat"], slow_ms=25), say=say))
+            search_repeat=s["search_repeat"], slow_ms=25,
+            import_baseline=not args.no_import_baseline), say=say))
     data["seconds"] = round(time.time() - started, 1)
     text = table(data)
     for name, err in data.get("errors", {}).items():
