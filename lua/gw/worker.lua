@@ -32,13 +32,21 @@ local function poll(premature)
     routes.refresh()
 end
 
--- Resolve the current table's target names again (their addresses may move).
+-- Resolve the current table's target names again (their addresses may move). A slow
+-- resolver must not pile runs up: one at a time.
+local resolving = false
+
 local function reresolve(premature)
-    if premature then
+    local tbl = not premature and not resolving and routes.current()
+    if not tbl then
         return
     end
-    local tbl = routes.current()
-    if tbl and dns.resolve(dns.names(tbl.routes)) then
+    resolving = true
+    local ok, changed = pcall(dns.resolve, dns.names(tbl.routes))
+    resolving = false
+    if not ok then
+        log(ERR, "resolving route target names: ", changed)
+    elseif changed then
         routes.addresses_changed()
     end
 end
