@@ -106,9 +106,10 @@ def upstream_factory(stack: Stack) -> Iterator[Any]:
             argv.append("--html-errors")
         proc = Proc(f"echo-{name}", argv, stack.logs / f"echo-{name}-{port}.log", cwd=ROOT)
         proc.start()
-        proc.wait_http(f"http://{host}:{port}/healthz", 30)
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        proc.wait_http(f"http://{address}/healthz", 30)
         started.append(proc)
-        return proc, f"{host}:{port}"
+        return proc, address
 
     yield start
     for proc in started:

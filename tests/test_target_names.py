@@ -4,6 +4,7 @@ last addresses while a name does not resolve."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from collections import Counter
@@ -17,7 +18,7 @@ import pytest
 from gateway.stack import Stack
 from portcullis.procs import free_port
 from tests.stackfix import RouteAdmin, Tenant, echo_route, metrics_text, unique
-from tests.test_gateway_routes import wait_status
+from tests.test_gateway_routes import CONNECT_REFUSED, wait_status
 
 UNRESOLVABLE = r"target name nowhere\.invalid does not resolve"
 
@@ -134,3 +135,35 @@ def test_a_name_is_followed_as_its_addresses_change_and_kept_while_it_fails(
                      'gateway_dns_failures_total{name="svc.portcullis.test"}')
         kept = seen_until(c, url, key, lambda n: True)
         assert set(kept) == {"first", "second"}
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.gateway_errors(CONNECT_REFUSED, r"failed its health check")
+def test_an_ipv6_target_is_served_and_its_health_check_brings_it_back(
+        gw: httpx.Client, tenant: Tenant, routes: RouteAdmin, upstream_factory: Any) -> None:
+    if not has_ipv6_loopback():
+        pytest.skip("this machine has no IPv6 loopback address to serve a target on")
+    six_proc, six = upstream_factory("six", host="::1")
+    _, four = upstream_factory("four")
+    name = unique("six")
+    route = echo_route(name, [six, four])
+    # One failure takes a target out for ten minutes: only a passing probe brings it back.
+    route["upstream"]["health"] = {"path": "/healthz", "interval": 1, "failures": 1,
+                                   "cooldown": 600}
+    routes.put(route)
+    key = {"Authorization": tenant.key}
+    url = f"{gw.base_url}/{name}/x"
+    wait_status(gw, f"/{name}/x", 200, key)
+    seen_until(gw, url, key, lambda n: len(n) == 2)
+    six_proc.stop()
+    seen_until(gw, url, key, lambda n: n == Counter({"four": 20}))
+    upstream_factory("six", host="::1", port=int(six.rsplit(":", 1)[1]))
+    seen_until(gw, url, key, lambda n: "six" in n, timeout=15)

@@ -10,8 +10,13 @@ local tonumber = tonumber
 
 local _M = {}
 
+-- http://host[:port][/path], the host a name, an IPv4 address or a bracketed IPv6 one
+-- (kept in brackets: that is how cosockets take it).
 function _M.parse_url(url)
-    local host, port, path = match(url, "^http://([^:/]+):?(%d*)(.*)$")
+    local host, port, path = match(url, "^http://(%[[%x:.]+%]):?(%d*)(.*)$")
+    if not host then
+        host, port, path = match(url, "^http://([^:/%[]+):?(%d*)(.*)$")
+    end
     if not host then
         return nil, "unsupported url " .. tostring(url)
     end

@@ -10,7 +10,7 @@ local type = type
 
 local _M = {}
 
--- IPv4 dotted quads and IPv6 (anything with a colon: a parsed target has no brackets).
+-- IPv4 dotted quads and IPv6 (anything with a colon, bracketed or not).
 function _M.is_address(host)
     return find(host, ":", 1, true) ~= nil or match(host, "^%d+%.%d+%.%d+%.%d+$") ~= nil
 end
@@ -19,7 +19,8 @@ function _M.parse_target(t)
     if type(t) ~= "string" then
         return nil, "target must be host:port"
     end
-    local host, port = match(t, "^%[([%x:]+)%]:(%d+)$")
+    -- IPv6 stays in brackets: nginx's balancer and cosockets take it so, and not bare.
+    local host, port = match(t, "^(%[[%x:.]+%]):(%d+)$")
     if not host then
         host, port = match(t, "^([%w%.%-]+):(%d+)$")
     end
@@ -48,6 +49,9 @@ function _M.compile(route, addresses_of)
         else
             local addrs = addresses_of and addresses_of(parsed.host) or {}
             for _, addr in ipairs(addrs) do
+                if find(addr, ":", 1, true) then
+                    addr = "[" .. addr .. "]"
+                end
                 targets[#targets + 1] = { host = addr, port = parsed.port, id = t .. "@" .. addr }
             end
             if #addrs == 0 then

@@ -25,7 +25,10 @@ describe("getaddrinfo", function()
 end)
 
 describe("upstream.compile", function()
-    local known = { ["svc.internal"] = { "10.0.0.1", "10.0.0.2" } }
+    local known = {
+        ["svc.internal"] = { "10.0.0.1", "10.0.0.2" },
+        ["six.internal"] = { "fd00::7" },
+    }
     local function addresses_of(name)
         return known[name]
     end
@@ -43,9 +46,15 @@ describe("upstream.compile", function()
             "svc.internal:8200@10.0.0.1 -> 10.0.0.1:8200",
             "svc.internal:8200@10.0.0.2 -> 10.0.0.2:8200",
             "192.0.2.7:81 -> 192.0.2.7:81",
-            "[::1]:82 -> ::1:82",
+            "[::1]:82 -> [::1]:82",
         }, peers)
         assert.is_nil(up.unresolved)
+    end)
+
+    it("brackets the IPv6 addresses of a name, as nginx takes them", function()
+        local up = compile({ "six.internal:80" })
+        assert.equal("[fd00::7]", up.targets[1].host)
+        assert.equal("six.internal:80@[fd00::7]", up.targets[1].id)
     end)
 
     it("skips a name without addresses while another target has some", function()
@@ -63,6 +72,7 @@ describe("upstream.compile", function()
     it("tells addresses from names", function()
         assert.is_true(upstream.is_address("10.1.2.3"))
         assert.is_true(upstream.is_address("fd00::1"))
+        assert.is_true(upstream.is_address("[fd00::1]"))
         assert.is_false(upstream.is_address("svc.internal"))
         assert.is_false(upstream.is_address("10.1.2.3.example"))
     end)
