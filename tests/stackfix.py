@@ -27,6 +27,10 @@ from portcullis.procs import Proc, free_port
 ROOT = Path(__file__).resolve().parent.parent
 BAD_LOG = re.compile(r"\[(error|crit|alert|emerg)\]")
 _names = itertools.count(1)
+# One client for the helpers that poll: a new httpx client builds an SSL context (about
+# 50 ms of CPU), which polling loops would otherwise pay on every try. No keep-alive, so a
+# restarted service is never asked over a connection it dropped.
+HTTP = httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
 
 
 def unique(prefix: str) -> str:
@@ -153,24 +157,24 @@ class RouteAdmin:
 
     def put(self, route: dict[str, Any]) -> dict[str, Any]:
         name = route["name"]
-        resp = httpx.put(f"{self.base}/routes/{name}", json=route, headers=self.headers)
+        resp = HTTP.put(f"{self.base}/routes/{name}", json=route, headers=self.headers)
         if resp.status_code == 404:
-            resp = httpx.post(f"{self.base}/routes", json=route, headers=self.headers)
+            resp = HTTP.post(f"{self.base}/routes", json=route, headers=self.headers)
         assert resp.status_code in (200, 201), resp.text
         if name not in self.created:
             self.created.append(name)
         return dict(resp.json())
 
     def delete(self, name: str) -> None:
-        resp = httpx.delete(f"{self.base}/routes/{name}", headers=self.headers)
+        resp = HTTP.delete(f"{self.base}/routes/{name}", headers=self.headers)
         assert resp.status_code in (200, 204, 404), resp.text
 
     def table_version(self) -> int:
-        resp = httpx.get(f"{self.base}/table", headers=self.headers)
+        resp = HTTP.get(f"{self.base}/table", headers=self.headers)
         return int(resp.json()["version"])
 
     def gateway_version(self) -> int:
-        resp = httpx.get(self.stack.url("metrics") + "/healthz")
+        resp = HTTP.get(self.stack.url("metrics") + "/healthz")
         return int(resp.json().get("routes_version") or 0) if resp.status_code == 200 else 0
 
     def wait_gateway_at(self, version: int, timeout: float = 10) -> float:
@@ -199,7 +203,7 @@ def metrics_text(url: str, *wanted: str, timeout: float = 10) -> str:
 
     deadline = time.monotonic() + timeout
     while True:
-        text = httpx.get(url).text
+        text = HTTP.get(url).text
         missing = [w for w in wanted if w not in text]
         if not missing:
             return text

@@ -15,12 +15,12 @@ import pytest
 from gateway.stack import Stack
 from portcullis.procs import Proc
 from tests.load import drive, drive_many
-from tests.stackfix import RouteAdmin, Tenant, echo_route, metrics_text, unique
+from tests.stackfix import HTTP, RouteAdmin, Tenant, echo_route, metrics_text, unique
 
 
 def wait_served(url: str, headers: dict[str, str], timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
-    while httpx.get(url, headers=headers).status_code == 404:
+    while HTTP.get(url, headers=headers).status_code == 404:
         assert time.monotonic() < deadline, f"{url} never served"
         time.sleep(0.02)
 
