@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 
 import uvicorn
 from starlette.datastructures import Headers
@@ -75,6 +76,7 @@ def make_app(name: str, secret: str | None, html_errors: bool) -> object:
                         for k, v in scope["headers"]],
             "body_length": len(body),
             "signature": verified,
+            "t": time.monotonic(),  # when it was served, for tests that count by window
         }
         data = json.dumps(out).encode()
         await send({"type": "http.response.start", "status": 200,
