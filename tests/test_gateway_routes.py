@@ -183,17 +183,26 @@ def test_least_conn_sends_new_requests_away_from_a_busy_target(
 
 
 @pytest.mark.gateway_errors(r"failed its health check")
+def serve_health_checked(gw: httpx.Client, tenant: Tenant, routes: RouteAdmin, prefix: str,
+                         targets: list[str], health: dict[str, Any]
+                         ) -> tuple[str, dict[str, str]]:
+    """A new route over `targets` with an active health check, served; its name and the
+    tenant's Authorization header."""
+    name = unique(prefix)
+    route = echo_route(name, targets)
+    route["upstream"]["health"] = health
+    routes.put(route)
+    key = {"Authorization": tenant.key}
+    wait_status(gw, f"/{name}/x", 200, key)
+    return name, key
+
+
 def test_active_health_check_takes_a_failing_target_out(
         gw: httpx.Client, tenant: Tenant, routes: RouteAdmin, upstream_factory: Any) -> None:
     _, sick = upstream_factory("sick", html_errors=True)  # its /status/503 answers 503
     _, well = upstream_factory("well")                     # its /status/503 answers 200
-    name = unique("hc")
-    route = echo_route(name, [sick, well])
-    route["upstream"]["health"] = {"path": "/status/503", "interval": 1, "failures": 3,
-                                   "cooldown": 30}
-    routes.put(route)
-    key = {"Authorization": tenant.key}
-    wait_status(gw, f"/{name}/x", 200, key)
+    name, key = serve_health_checked(gw, tenant, routes, "hc", [sick, well], {
+        "path": "/status/503", "interval": 1, "failures": 3, "cooldown": 30})
     deadline = time.monotonic() + 15
     while True:
         seen = {gw.get(f"/{name}/x", headers=key).json()["upstream"] for _ in range(10)}

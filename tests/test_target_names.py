@@ -18,7 +18,7 @@ import pytest
 from gateway.stack import Stack
 from portcullis.procs import free_port
 from tests.stackfix import RouteAdmin, Tenant, echo_route, metrics_text, unique
-from tests.test_gateway_routes import CONNECT_REFUSED, wait_status
+from tests.test_gateway_routes import CONNECT_REFUSED, serve_health_checked, wait_status
 
 UNRESOLVABLE = r"target name nowhere\.invalid does not resolve"
 
@@ -153,15 +153,10 @@ def test_an_ipv6_target_is_served_and_its_health_check_brings_it_back(
         pytest.skip("this machine has no IPv6 loopback address to serve a target on")
     six_proc, six = upstream_factory("six", host="::1")
     _, four = upstream_factory("four")
-    name = unique("six")
-    route = echo_route(name, [six, four])
     # One failure takes a target out for ten minutes: only a passing probe brings it back.
-    route["upstream"]["health"] = {"path": "/healthz", "interval": 1, "failures": 1,
-                                   "cooldown": 600}
-    routes.put(route)
-    key = {"Authorization": tenant.key}
+    name, key = serve_health_checked(gw, tenant, routes, "six", [six, four], {
+        "path": "/healthz", "interval": 1, "failures": 1, "cooldown": 600})
     url = f"{gw.base_url}/{name}/x"
-    wait_status(gw, f"/{name}/x", 200, key)
     seen_until(gw, url, key, lambda n: len(n) == 2)
     six_proc.stop()
     seen_until(gw, url, key, lambda n: n == Counter({"four": 20}))
