@@ -21,6 +21,7 @@ import random
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -226,6 +227,36 @@ async def fetch_value(dsn: str, sql: str) -> Any:
         await conn.close()
 
 
+# A process that only copies memory, at the lowest CPU priority Linux has (SCHED_IDLE: it
+# runs only when nothing else wants the CPU). Two of them beside the lookups show what any
+# memory-heavy neighbour costs the lookup path on this machine, whatever its priority: the
+# baseline for the lookups during an import, whose index work is memory-heavy too.
+MEMORY_COPIER = """
+import os, sys, time
+os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+src, dst = bytearray(64 << 20), bytearray(64 << 20)  # far beyond any CPU cache
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    dst[:] = src
+"""
+
+
+def lookups_beside_memory_copiers(target: Target, stack: Stack, rows: int, opts: Any,
+                                  work: Path, auth: dict[str, str]) -> dict[str, Any]:
+    """Single lookups through the gateway while two idle-priority memory copiers run."""
+    copiers = [subprocess.Popen([sys.executable, "-c", MEMORY_COPIER,
+                                 str(opts.seconds + 30)]) for _ in range(2)]
+    try:
+        result: dict[str, Any] = sup.wrk_lookups(
+            target, rows, opts.seconds, work, opts.connections,  # type: ignore[arg-type]
+            url=stack.gateway_url, auth=auth)
+    finally:
+        for copier in copiers:
+            copier.kill()
+            copier.wait()
+    return result
+
+
 def lookups_during_import(target: Target, stack: Stack, rows: int, opts: Any, work: Path,
                           auth: dict[str, str]) -> dict[str, Any]:
     """Single lookups through the gateway while an import of up to 10M new rows is merging
@@ -289,8 +320,14 @@ def run(opts: Any, say: Any = print) -> dict[str, Any]:
             out.setdefault("slow_plans", {})[str(size)] = plans
         if getattr(opts, "import_baseline", True):
             # The baseline of the last import: the same file by raw COPY + one merge.
-            base_s = asyncio.run(sup.baseline_import(cluster.dsn, path))
+            base_cpu: dict[str, float] = {}
+            base_s = asyncio.run(sup.baseline_import(cluster.dsn, path, base_cpu))
             out["import"]["baseline_copy_merge_rows_per_s"] = out["import"]["rows"] / base_s
+            # PostgreSQL's CPU per row for the raw COPY + merge alone: with every CPU of the
+            # machine doing nothing else, no import with this index set can pass
+            # CPUs / that (parsing, validation and the upload not even counted).
+            out["import"]["baseline_cpu_us_per_row"] = (
+                base_cpu["cpu_s"] / out["import"]["rows"] * 1e6)
             sup.run_sql(cluster.dsn, f"DELETE FROM suppression.entries WHERE account_id = "
                                      f"{sup.BASELINE_ACCOUNT}")
             sup.run_sql(cluster.dsn, "VACUUM ANALYZE suppression.entries")
@@ -331,6 +368,9 @@ def run(opts: Any, say: Any = print) -> dict[str, Any]:
         base_rows, base_secs = asyncio.run(sup.baseline_export(cluster.dsn))
         out["export"] = {"rows": base_rows, "rows_per_s": base_rows / secs,
                          "baseline_copy_rows_per_s": base_rows / base_secs}
+        say("  single lookups beside two idle-priority memory copiers")
+        out["single"]["beside_memory_copiers"] = attempt(lambda: lookups_beside_memory_copiers(
+            target, stack, rows, opts, work, gw))
         say("  single lookups while an import runs")
         out["single"]["during_import"] = attempt(lambda: lookups_during_import(
             target, stack, rows, opts, work, gw))

@@ -7,7 +7,11 @@ One trivial upstream (an nginx answering 200 from memory) and, in front of it:
   * redis  - the same with limits in Redis (one script per lease of up to 64 requests);
   * floor  - nginx with lua-nginx-module's phases present but empty (access, balancer,
              header and body filters, log): what the runtime costs before the gateway does
-             any work, so the distance from bare nginx that no Lua code can close.
+             any work, so the distance from bare nginx that no Lua code can close;
+  * signed - the floor plus only the signed context that every request must carry (a
+             request id, HMAC-SHA256 over the request and the caller, seven headers to the
+             upstream), by the gateway's own code: the least any configuration of this
+             gateway does, so no route, auth, limit or metric is in it.
 Each is driven by wrk with the same connections and threads; throughput at `--connections`
 and latency at one connection (the added latency is the p50 difference at -c1). The four are
 measured in turn, `--rounds` times over, and each figure is the median of its rounds: this
@@ -89,6 +93,58 @@ FLOOR_CONF = "\n{load_modules}\n{user}\n" + PRELUDE + """http {{
             proxy_pass http://up;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            header_filter_by_lua_block {{ local _ = 1 }}
+            body_filter_by_lua_block {{ local _ = 1 }}
+            log_by_lua_block {{ local _ = 1 }}
+        }}
+    }}
+}}
+"""
+
+
+# The floor plus the gateway's context signature (lua/gw/context.lua and request_id.lua,
+# called as lua/gw/access.lua calls them) for one fixed caller, and nginx.conf's headers.
+SIGNED_CONF = "\n{load_modules}\n{user}\n" + PRELUDE + """http {{
+    access_log off;
+    lua_package_path "{lua_path}";
+    init_by_lua_block {{
+        SIGNED_CALLER = {{account_id = 1001, subaccount_id = 0, key_id = 7,
+                         grants = {{"bench/manage"}}}}
+    }}
+    upstream up {{
+        server 0.0.0.1:1;
+        balancer_by_lua_block {{
+            require("ngx.balancer").set_current_peer("127.0.0.1", {upstream})
+        }}
+        keepalive 256;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        set $gw_request_id "";
+        set $gw_account "";
+        set $gw_subaccount "";
+        set $gw_key_id "";
+        set $gw_grants "";
+        set $gw_timestamp "";
+        set $gw_signature "";
+        location / {{
+            access_by_lua_block {{
+                local rid = require("gw.request_id").next()
+                ngx.var.gw_request_id = rid
+                require("gw.context").set("bench-signing-secret", SIGNED_CALLER, rid)
+            }}
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Request-Id $gw_request_id;
+            proxy_set_header X-Account-Id $gw_account;
+            proxy_set_header X-Subaccount-Id $gw_subaccount;
+            proxy_set_header X-Key-Id $gw_key_id;
+            proxy_set_header X-Grants $gw_grants;
+            proxy_set_header X-Gateway-Timestamp $gw_timestamp;
+            proxy_set_header X-Gateway-Signature $gw_signature;
+            add_header X-Request-Id $gw_request_id always;
             header_filter_by_lua_block {{ local _ = 1 }}
             body_filter_by_lua_block {{ local _ = 1 }}
             log_by_lua_block {{ local _ = 1 }}
@@ -185,6 +241,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             load_modules=detect().load_modules, user=user, workers=args.workers,
             prefix="{prefix}", port=floor_port, upstream=up_port), root)
         procs.append(floor)
+        signed_port = free_port()
+        signed = start_nginx("signed", SIGNED_CONF.format(
+            load_modules=detect().load_modules, lua_path=detect().lua_path, user=user,
+            workers=args.workers, prefix="{prefix}", port=signed_port, upstream=up_port), root)
+        procs.append(signed)
         redis_port = free_port()
         redis = start_redis(root / "redis", redis_port)
         procs.append(redis)
@@ -221,6 +282,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         targets = {
             "bare": (bare_port, {}, bare.pid),
             "floor": (floor_port, {}, floor.pid),
+            "signed": (signed_port, {}, signed.pid),
             "local": (local_port, headers, local_node.pid),
             "redis": (redis_node_port, headers, redis_node.pid),
         }
@@ -239,12 +301,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+NAMES = ("bare", "floor", "signed", "local", "redis")
+
+
 def report(data: dict[str, Any]) -> str:
     r = data["results"]
     bare = r["bare"]
     lines = [f"{'path':8} {'req/s':>10} {'x bare':>7} {'p99 ms':>8} {'p50@c1 ms':>10} "
              f"{'added p50 ms':>13} {'CPU us/req':>11} {'x bare CPU':>11} {'non-2xx':>8}"]
-    for name in ("bare", "floor", "local", "redis"):
+    for name in NAMES:
         m = r[name]
         lines.append(f"{name:8} {m['rps']:10.0f} {m['rps'] / bare['rps']:7.2f} "
                      f"{m['p99_ms']:8.2f} {m['p50_c1_ms']:10.3f} "
@@ -254,9 +319,9 @@ def report(data: dict[str, Any]) -> str:
                      f"{m['non2xx']:8.0f}")
     rounds = data.get("rounds", [])
     if len(rounds) > 1:
-        lines.append("x bare by round (floor/local/redis): " + ", ".join(
+        lines.append(f"x bare by round ({'/'.join(NAMES[1:])}): " + ", ".join(
             "/".join(f"{one[n]['rps'] / one['bare']['rps']:.2f}"
-                     for n in ("floor", "local", "redis")) for one in rounds))
+                     for n in NAMES[1:]) for one in rounds))
     return "\n".join(lines)
 
 

@@ -52,6 +52,12 @@ def gateway_rows(g: dict[str, Any]) -> list[Row]:
         rows.append(("empty Lua phases (the runtime's floor, wrk -c32)", n(f["rps"], "req/s"),
                      f"bare nginx {n(bare['rps'], 'req/s')}", ratio(f["rps"], bare["rps"]),
                      "", ""))
+    if "signed" in r:
+        # The floor plus the signed context alone: what the least gateway costs.
+        m = r["signed"]
+        rows.append(("empty Lua phases + the signed context only (wrk -c32)",
+                     n(m["rps"], "req/s"), f"bare nginx {n(bare['rps'], 'req/s')}",
+                     ratio(m["rps"], bare["rps"]), "", ""))
     for name, goal in (("local", 0.85), ("redis", 0.70)):
         m = r[name]
         rows.append((f"gateway throughput, {name} limits (wrk -c32)", n(m["rps"], "req/s"),
@@ -60,12 +66,12 @@ def gateway_rows(g: dict[str, Any]) -> list[Row]:
     if "cpu_us_per_request" in bare:
         # CPU per request hardly moves with other load on the machine: bare/gateway is the
         # throughput ratio the gateway would have if CPU were the only limit.
-        for name in ("floor", "local", "redis"):
+        for name in ("floor", "signed", "local", "redis"):
             if name not in r:
                 continue
             m = r[name]
             rows.append((f"gateway nginx CPU per request, {name}" +
-                         ("" if name == "floor" else " limits"),
+                         ("" if name in ("floor", "signed") else " limits"),
                          n(m["cpu_us_per_request"], "us"),
                          f"bare nginx {n(bare['cpu_us_per_request'], 'us')}",
                          ratio(bare["cpu_us_per_request"], m["cpu_us_per_request"]),
@@ -117,6 +123,15 @@ def suppression_rows(s: dict[str, Any], mode: str, cpus: int) -> list[Row]:
                          f"{n(during['rps'], '/s')}, p99 {n(during['p99_ms'], 'ms')}",
                          f"idle p99 {n(idle, 'ms')}", ratio(during["p99_ms"], idle),
                          "p99 <= 2x idle", verdict(during["p99_ms"] <= 2 * idle)))
+    copiers = single.get("beside_memory_copiers")
+    if copiers and "error" not in copiers:
+        # The machine's own floor for the figure above: no database work at all, only two
+        # processes copying memory at the lowest CPU priority.
+        idle = single["gateway"]["p99_ms"]
+        rows.append((f"single lookups beside two idle-priority memory copiers, gateway "
+                     f"(c{copiers['connections']})",
+                     f"{n(copiers['rps'], '/s')}, p99 {n(copiers['p99_ms'], 'ms')}",
+                     f"idle p99 {n(idle, 'ms')}", ratio(copiers["p99_ms"], idle), "", ""))
     for path in ("gateway", "service", "postgres"):
         cpu = single[path].get("cpu_us_per_request")
         if cpu:
@@ -147,6 +162,13 @@ def suppression_rows(s: dict[str, Any], mode: str, cpus: int) -> list[Row]:
                  f"COPY + merge {n(base_import, 'rows/s')}" if base_import else "not measured",
                  ratio(imp["rows_per_s"], base_import) if base_import else "-",
                  ">= 150,000/s (10M)", verdict(imp["rows_per_s"] >= 150_000)))
+    if imp.get("baseline_cpu_us_per_row"):
+        # What the raw COPY + merge costs PostgreSQL a row, as a rate for every CPU.
+        ceiling = cpus * 1e6 / imp["baseline_cpu_us_per_row"]
+        rows.append((f"import ceiling: {cpus} CPUs / PostgreSQL CPU per row of the raw "
+                     "COPY + merge", n(ceiling, "rows/s"),
+                     f"{n(imp['baseline_cpu_us_per_row'], 'us')} a row",
+                     ratio(imp["rows_per_s"], ceiling), "", ""))
     exp = s["export"]
     rows.append((f"export of {exp['rows']:,} rows (CSV)", n(exp["rows_per_s"], "rows/s"),
                  f"COPY TO {n(exp['baseline_copy_rows_per_s'], 'rows/s')}",
