@@ -51,9 +51,12 @@ def ports_from_env() -> dict[str, int]:
 
 
 def read_or_make_secret(path: Path) -> str:
+    """The secret kept in `path`, made on first use: 256 random bits as hex digits. Not
+    URL-safe base64: a value starting with "-" (one in 64 of those) reads as an option to
+    every command-line tool it is handed to, and a CI run failed on exactly that."""
     if path.exists():
         return path.read_text().strip()
-    value = secrets.token_urlsafe(32)
+    value = secrets.token_hex(32)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(value + "\n")
     os.chmod(path, 0o600)

@@ -105,7 +105,7 @@ def upstream_factory(stack: Stack) -> Iterator[Any]:
               port: int | None = None) -> tuple[Proc, str]:
         port = port or free_port()
         argv = [sys.executable, "-m", "tests.echo_upstream", "--port", str(port), "--host", host,
-                "--name", name, "--secret", stack.signing_secret]
+                "--name", name, f"--secret={stack.signing_secret}"]
         if html_errors:
             argv.append("--html-errors")
         proc = Proc(f"echo-{name}", argv, stack.logs / f"echo-{name}-{port}.log", cwd=ROOT)

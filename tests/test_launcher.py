@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from gateway.launcher import gateway_from_env
-from gateway.stack import PORTS, Stack, StackSettings
+from gateway.stack import PORTS, Stack, StackSettings, read_or_make_secret
 from portcullis.procs import StartError, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,3 +154,14 @@ def test_a_bad_dns_refresh_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, val
     monkeypatch.setenv("PORTCULLIS_DNS_REFRESH", value)
     with pytest.raises(StartError, match=r"PORTCULLIS_DNS_REFRESH=.* is not a number of seconds"):
         gateway_from_env()
+
+
+def test_made_secrets_are_kept_and_never_read_as_a_command_line_option(tmp_path: Path) -> None:
+    # 200 fresh secrets: with URL-safe base64 (one in 64 starts with "-") at least one would
+    # start with "-" 96% of the time; such a secret broke every tool given it as an argument.
+    made = [read_or_make_secret(tmp_path / f"s{i}") for i in range(200)]
+    assert not [s for s in made if s.startswith("-")]
+    assert all(len(bytes.fromhex(s)) == 32 for s in made)  # 256 bits each
+    assert len(set(made)) == 200
+    assert read_or_make_secret(tmp_path / "s0") == made[0]  # kept, not remade
+    assert (tmp_path / "s0").stat().st_mode & 0o777 == 0o600

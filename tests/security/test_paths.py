@@ -67,8 +67,8 @@ def echo_routes(stack: Stack) -> Iterator[Routes]:
                             (names.secret, {"resource": "vault_secrets"})):
             port = free_port()
             proc = Proc(f"echo-{name}", [sys.executable, "-m", "tests.echo_upstream", "--port",
-                                         str(port), "--name", name, "--secret",
-                                         stack.signing_secret],
+                                         str(port), "--name", name,
+                                         f"--secret={stack.signing_secret}"],
                         stack.logs / f"echo-{name}.log", cwd=ROOT)
             procs.append(proc.start())
             proc.wait_http(f"http://127.0.0.1:{port}/healthz", 30)
