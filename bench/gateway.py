@@ -75,10 +75,8 @@ BARE_CONF = "\n{user}\n" + PRELUDE + """http {{
 }}
 """
 
-# The same proxy with every Lua phase the gateway uses, each doing nothing.
-FLOOR_CONF = "\n{load_modules}\n{user}\n" + PRELUDE + """http {{
-    access_log off;
-    upstream up {{
+# The upstream of the Lua configurations below: picked by balancer_by_lua, as the gateway's.
+LUA_UPSTREAM = """    upstream up {{
         server 0.0.0.1:1;
         balancer_by_lua_block {{
             require("ngx.balancer").set_current_peer("127.0.0.1", {upstream})
@@ -86,7 +84,12 @@ FLOOR_CONF = "\n{load_modules}\n{user}\n" + PRELUDE + """http {{
         keepalive 256;
         keepalive_requests 1000000;
     }}
-    server {{
+"""
+
+# The same proxy with every Lua phase the gateway uses, each doing nothing.
+FLOOR_CONF = "\n{load_modules}\n{user}\n" + PRELUDE + """http {{
+    access_log off;
+""" + LUA_UPSTREAM + """    server {{
         listen 127.0.0.1:{port} backlog=4096;
         location / {{
             access_by_lua_block {{ local _ = 1 }}
@@ -111,15 +114,7 @@ SIGNED_CONF = "\n{load_modules}\n{user}\n" + PRELUDE + """http {{
         SIGNED_CALLER = {{account_id = 1001, subaccount_id = 0, key_id = 7,
                          grants = {{"bench/manage"}}}}
     }}
-    upstream up {{
-        server 0.0.0.1:1;
-        balancer_by_lua_block {{
-            require("ngx.balancer").set_current_peer("127.0.0.1", {upstream})
-        }}
-        keepalive 256;
-        keepalive_requests 1000000;
-    }}
-    server {{
+""" + LUA_UPSTREAM + """    server {{
         listen 127.0.0.1:{port} backlog=4096;
         set $gw_request_id "";
         set $gw_account "";
