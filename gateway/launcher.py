@@ -96,6 +96,7 @@ def gateway_from_env() -> dict[str, Any]:
 def run(var: Path) -> int:
     settings = StackSettings(var=var, ports=ports_from_env(),
                              database_url=os.environ.get("DATABASE_URL") or None,
+                             lookup_database_url=os.environ.get("LOOKUP_DATABASE_URL") or None,
                              redis_url=os.environ.get("REDIS_URL") or None,
                              redis_cluster=[n.strip() for n in os.environ.get(
                                  "PORTCULLIS_REDIS_CLUSTER", "").split(",") if n.strip()]

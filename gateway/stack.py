@@ -68,6 +68,8 @@ class StackSettings:
     var: Path
     ports: dict[str, int]
     database_url: str | None = None  # None: a local cluster under var/pg
+    # The lookup service only reads: it may use a streaming replica of database_url instead.
+    lookup_database_url: str | None = None
     redis_url: str | None = None     # None: no Redis, unless start_redis
     redis_cluster: list[str] | None = None  # Redis Cluster seeds for the gateway's limits
     start_redis: bool = False
@@ -114,10 +116,13 @@ class Stack:
     def gateway_prefix(self) -> Path:
         return self.var / "gateway"
 
-    def env(self) -> dict[str, str]:
+    def env(self, service: str | None = None) -> dict[str, str]:
+        """The environment of the stack's processes; `service` names the one it is for."""
         env = dict(os.environ)
         env.update({
-            "DATABASE_URL": self.dsn,
+            "DATABASE_URL": (self.s.lookup_database_url
+                             if service == "lookup" and self.s.lookup_database_url
+                             else self.dsn),
             "PORTCULLIS_SIGNING_SECRET": self.signing_secret,
             "PORTCULLIS_ADMIN_TOKEN": self.admin_token,
             "AUTHSVC_ADDR": f"127.0.0.1:{self.port('auth')}",
@@ -173,8 +178,8 @@ class Stack:
         self.start_gateway()
 
     def start_python(self, name: str, args: list[str], health: bool = True) -> Proc:
-        proc = Proc(name, [sys.executable, *args], self.logs / f"{name}.log", env=self.env(),
-                    cwd=ROOT)
+        proc = Proc(name, [sys.executable, *args], self.logs / f"{name}.log",
+                    env=self.env(name), cwd=ROOT)
         self.procs[name] = proc.start()
         if health:
             proc.wait_http(f"{self.url(name)}/healthz", timeout=60)

@@ -77,6 +77,21 @@ class Cluster:
         if res.returncode != 0:
             raise StartError(f"initdb failed:\n{res.stdout}\n{res.stderr}")
 
+    def init_standby_of(self, primary: Cluster) -> None:
+        """Make this cluster a streaming replica (hot standby) of a running `primary`: a base
+        backup over the replication protocol, written with its standby.signal and
+        primary_conninfo, so that `start` brings it up read-only, following the primary."""
+        if (self.data / "PG_VERSION").exists():
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        _chown_for_postgres(self.root)
+        res = self._run([str(pg_bindir() / "pg_basebackup"), "-h", "127.0.0.1",
+                         "-p", str(primary.port), "-U", "postgres", "-D", str(self.data),
+                         "--write-recovery-conf", "--wal-method=stream", "--checkpoint=fast",
+                         "--no-sync"])
+        if res.returncode != 0:
+            raise StartError(f"pg_basebackup failed:\n{res.stdout}\n{res.stderr}")
+
     def start(self, extra: dict[str, str] | None = None) -> None:
         self.init()
         _chown_for_postgres(self.root)  # again: a parent's mode may have changed since

@@ -89,7 +89,7 @@ def test_one_of_two_suppression_instances_stopped_under_load(fstack: Stack) -> N
     port = free_port()
     second = Proc("lookup-2", [sys.executable, "-m", "services.suppression", "lookup",
                                "--host", "127.0.0.1", "--port", str(port)],
-                  fstack.logs / "lookup-2.log", env=fstack.env(), cwd=ROOT).start()
+                  fstack.logs / "lookup-2.log", env=fstack.env("lookup"), cwd=ROOT).start()
     second.wait_http(f"http://127.0.0.1:{port}/healthz", 60)
     both = {**route, "upstream": {**route["upstream"],
                                   "targets": [*route["upstream"]["targets"],

@@ -21,8 +21,9 @@ ROUTE_FIELDS_DROPPED = ("created", "updated", "version")
 
 def start_instance(stack: Stack, name: str, argv: list[str]) -> tuple[Proc, str]:
     port = free_port()
+    service = name.rsplit("-", 1)[0]  # "lookup-2" is another lookup service
     proc = Proc(name, [sys.executable, *argv, "--host", "127.0.0.1", "--port", str(port)],
-                stack.logs / f"{name}-{port}.log", env=stack.env(), cwd=ROOT).start()
+                stack.logs / f"{name}-{port}.log", env=stack.env(service), cwd=ROOT).start()
     proc.wait_http(f"http://127.0.0.1:{port}/healthz", 60)
     return proc, f"127.0.0.1:{port}"
 
