@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -20,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authsvc import admin, apikeys
 from authsvc.config import Config
-from authsvc.errors import Denial, Invalid
+from authsvc.errors import Denial, Invalid, Unauthorized
 from authsvc.events import RevocationEvents
 from authsvc.failures import FailureCounter
 from authsvc.keys import KeyService
@@ -34,6 +35,27 @@ from portcullis.errors import APIError, exception_handlers
 log = logging.getLogger("authsvc")
 FAILURES_HEADER = "X-Auth-Failures"
 FAILURES_HEADER_RAW = FAILURES_HEADER.lower().encode()
+GATEWAY_ONLY = Unauthorized("this internal API answers the gateway only "
+                            "(`Authorization: Bearer <gateway token>`)")
+
+
+def from_gateway(config: Config, authorization: bytes | None) -> bool:
+    """Whether the request shows one of the gateway tokens."""
+    if not authorization or authorization[:7].lower() != b"bearer ":
+        return False
+    shown = authorization[7:].strip()
+    found = False
+    for token in config.gateway_tokens:  # every one compared: no early exit to time
+        found |= hmac.compare_digest(shown, token.encode())
+    return found
+
+
+def gateway_only(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    header = request.headers.get("authorization")
+    if not from_gateway(runtime.config, header.encode("latin-1") if header else None):
+        raise GATEWAY_ONLY
+    return runtime
 
 
 async def healthz(request: Request) -> Response:
@@ -47,7 +69,7 @@ async def healthz(request: Request) -> Response:
 
 async def authorize(request: Request) -> Response:
     # Normally served by DecisionPath; kept so the route table tells the whole story.
-    runtime: Runtime = request.app.state.runtime
+    runtime = gateway_only(request)
     try:
         try:
             body = json.loads(await request.body())
@@ -63,12 +85,12 @@ async def authorize(request: Request) -> Response:
 
 
 async def revocations(request: Request) -> Response:
-    runtime: Runtime = request.app.state.runtime
+    runtime = gateway_only(request)
     since_raw = request.query_params.get("since", "0")
-    if not since_raw.isdigit():
+    if not since_raw.isdigit() or len(since_raw) > 18:
         raise Invalid("`since` must be a whole number")
-    latest, key_ids = await runtime.store.revocations_since(int(since_raw))
-    return JSONResponse({"seq": latest, "key_ids": key_ids})
+    latest, entries = await runtime.store.revocations_since(int(since_raw))
+    return JSONResponse({"seq": latest, "entries": entries})
 
 
 def build_runtime(config: Config, store: Store, redis: Any) -> Runtime:
@@ -95,14 +117,21 @@ class DecisionPath:
                 or scope["method"] != "POST"):
             await self.app(scope, receive, send)
             return
+        runtime: Runtime = self.app.state.runtime
+        headers = [(b"content-type", b"application/json")]
+        authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        if not from_gateway(runtime.config, authorization):
+            payload = json.dumps(GATEWAY_ONLY.body()).encode()
+            headers.append((b"content-length", str(len(payload)).encode()))
+            await send({"type": "http.response.start", "status": 401, "headers": headers})
+            await send({"type": "http.response.body", "body": payload})
+            return
         chunks = []
         more = True
         while more:
             message = await receive()
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
-        runtime: Runtime = self.app.state.runtime
-        headers = [(b"content-type", b"application/json")]
         try:
             try:
                 body = json.loads(b"".join(chunks))
@@ -164,7 +193,7 @@ def create_app(config: Config, store: Store | None = None) -> ASGIApp:
         *admin.routes,
         *apikeys.routes,
     ]
-    middleware = [Middleware(GatewayContextMiddleware, secret=config.signing_secret,
+    middleware = [Middleware(GatewayContextMiddleware, keys=config.context_keys,
                              open_paths=("/healthz",), open_prefixes=("/v1/", "/admin/"))]
     app = Starlette(routes=routes, middleware=middleware,
                     exception_handlers=exception_handlers(), lifespan=lifespan)

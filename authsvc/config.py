@@ -8,6 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from portcullis.context import ContextKeys
+
+AUDIENCE = "auth"  # the key-management route's `service`: whom the gateway signs it for
+
 DEFAULT_RATE_LIMITS: list[dict[str, Any]] = [
     {"dimension": "key", "limit": 1000, "window": 1, "burst": 1000},
 ]
@@ -16,8 +20,12 @@ DEFAULT_RATE_LIMITS: list[dict[str, Any]] = [
 @dataclass(frozen=True)
 class Config:
     database_url: str
-    signing_secret: str
+    # Verifies the gateway's context on /api/v1/api-keys: this service's key only.
+    context_keys: ContextKeys
     admin_token: str
+    # What the gateway shows on /v1/authorize and /v1/revocations (several while rotating):
+    # no one else may ask for decisions, or choose the client address one is made for.
+    gateway_tokens: tuple[str, ...]
     redis_url: str | None = None
     decision_ttl: int = 30            # seconds the gateway may cache an allow
     key_cache_ttl: float = 5.0        # seconds a key lookup stays in process; 0 disables
@@ -37,15 +45,24 @@ class Config:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
         e = os.environ if env is None else env
-        missing = [n for n in ("DATABASE_URL", "PORTCULLIS_SIGNING_SECRET",
-                               "PORTCULLIS_ADMIN_TOKEN") if not e.get(n)]
+        missing = [n for n in ("DATABASE_URL", "PORTCULLIS_CONTEXT_KEYS",
+                               "PORTCULLIS_ADMIN_TOKEN", "PORTCULLIS_GATEWAY_TOKEN")
+                   if not e.get(n, "").strip()]
         if missing:
-            raise SystemExit(f"authsvc: missing environment: {', '.join(missing)}")
+            raise SystemExit(f"authsvc: missing environment: {', '.join(missing)} (the "
+                             "context keys and the gateway token are derived from the "
+                             "gateway's root secret: python -m portcullis.derive)")
+        try:
+            context_keys = ContextKeys.from_env(e, AUDIENCE)
+        except ValueError as exc:
+            raise SystemExit(f"authsvc: {exc}") from exc
+        tokens = tuple(t.strip() for t in e["PORTCULLIS_GATEWAY_TOKEN"].split(",") if t.strip())
         limits = e.get("AUTHSVC_DEFAULT_RATE_LIMITS")
         return cls(
             database_url=e["DATABASE_URL"],
-            signing_secret=e["PORTCULLIS_SIGNING_SECRET"],
+            context_keys=context_keys,
             admin_token=e["PORTCULLIS_ADMIN_TOKEN"],
+            gateway_tokens=tokens,
             redis_url=e.get("REDIS_URL") or None,
             decision_ttl=int(e.get("AUTHSVC_DECISION_TTL", "30")),
             key_cache_ttl=float(e.get("AUTHSVC_KEY_CACHE_TTL", "5")),

@@ -47,6 +47,10 @@ REASONS: dict[str, tuple[int, int]] = {
 SUBACCOUNT_RE = re.compile(r"^[0-9]{1,18}$")
 METHOD_RE = re.compile(r"^[A-Z]{1,20}$")
 READ_METHODS = frozenset({"GET", "HEAD"})
+# The inputs of a question, besides the credential, resource, method, subaccount and route
+# grants that every cache key holds, that a decision may depend on: a decision made with one
+# of them answers `"vary": [...]` naming it, and a cache must key that answer by it too.
+CLIENT_IP = "client_ip"
 
 
 def deny(reason: str, description: str) -> Denial:
@@ -65,6 +69,16 @@ class Principal:
     networks: tuple[Network, ...] = ()
     expires_at: float | None = None  # unix seconds
     rate_limits: list[dict[str, Any]] | None = None
+    # The key's place in the revocation log as read with it (the seq of its last logged
+    # change; 0: none, or a token): an answer carries it, so a gateway that has heard of a
+    # later change knows the answer was made from older data.
+    change_seq: int = 0
+
+    @property
+    def vary(self) -> tuple[str, ...]:
+        """What a decision about this principal depends on beyond the question's fixed
+        parts: the client address, when the credential is bound to networks."""
+        return (CLIENT_IP,) if self.networks else ()
 
 
 @dataclass(frozen=True)
@@ -75,6 +89,7 @@ class Question:
     subaccount: str | None
     client_ip: str | None
     grants: tuple[str, ...] | None
+    fresh: bool = False  # read the credential from the database, not a process cache
 
     @classmethod
     def from_body(cls, body: Any) -> Question:
@@ -82,7 +97,7 @@ class Question:
             raise deny("request_malformed", "the body must be a JSON object")
         resource, method = body.get("resource"), body.get("method")
         token, sub, ip = body.get("token"), body.get("subaccount"), body.get("client_ip")
-        grants = body.get("grants")
+        grants, fresh = body.get("grants"), body.get("fresh", False)
         if isinstance(sub, int) and not isinstance(sub, bool):
             sub = str(sub)  # lenient: a gateway that sends the header as a number
         if not isinstance(method, str) or not METHOD_RE.match(method.upper()):
@@ -92,6 +107,8 @@ class Question:
         if grants is not None and (not isinstance(grants, list)
                                    or not all(isinstance(g, str) for g in grants)):
             raise deny("request_malformed", "`grants` must be a list of strings or null")
+        if not isinstance(fresh, bool):
+            raise deny("request_malformed", "`fresh` must be a boolean")
         if not grants and not resource:
             raise deny("request_malformed", "`resource` or `grants` is required")
         for name, value in (("token", token), ("subaccount", sub), ("client_ip", ip)):
@@ -99,7 +116,7 @@ class Question:
                 raise deny("request_malformed", f"`{name}` must be a string or null")
         assert sub is None or isinstance(sub, str)
         return cls(resource, method.upper(), token, sub, ip,
-                   tuple(grants) if grants else None)
+                   tuple(grants) if grants else None, fresh)
 
     def needed_grants(self) -> tuple[str, ...]:
         if self.grants:
@@ -162,7 +179,7 @@ def decide(principal: Principal, question: Question, subaccount_id: int | None,
     if principal.expires_at is not None:
         left = principal.expires_at - (time.time() if now is None else now)
         ttl = max(1, min(ttl, int(left)))
-    return {
+    answer = {
         "account_id": principal.account_id,
         "subaccount_id": subaccount_id,
         "key_id": principal.key_id,
@@ -170,4 +187,8 @@ def decide(principal: Principal, question: Question, subaccount_id: int | None,
         "plan": {"rate_limits": principal.rate_limits
                  if principal.rate_limits is not None else default_limits},
         "ttl": ttl,
+        "key_seq": principal.change_seq,
     }
+    if principal.vary:
+        answer["vary"] = list(principal.vary)
+    return answer

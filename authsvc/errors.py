@@ -43,6 +43,8 @@ class Denial(APIError):
         self.ttl = ttl
         self.failed_attempts: int | None = None
         self.key_id: str | None = None  # a valid credential refused (403): which one
+        self.vary: tuple[str, ...] = ()   # inputs beyond the question's fixed parts it used
+        self.key_seq: int | None = None   # with key_id: the key's log seq as read
 
     def body(self) -> dict[str, Any]:
         out: dict[str, Any] = {"errors": self.entries, "reason": self.reason, "ttl": self.ttl}
@@ -50,4 +52,8 @@ class Denial(APIError):
             out["failed_attempts"] = self.failed_attempts
         if self.key_id is not None:
             out["key_id"] = self.key_id
+        if self.key_seq is not None:
+            out["key_seq"] = self.key_seq
+        if self.vary:
+            out["vary"] = list(self.vary)
         return out

@@ -90,7 +90,7 @@ def principal_of(record: KeyRecord) -> Principal:
         account_id=record.account_id, subaccount_id=record.subaccount_id, key_id=record.id,
         grants=record.grants, networks=networks,
         expires_at=None if record.expires_at is None else record.expires_at.timestamp(),
-        rate_limits=record.rate_limits)
+        rate_limits=record.rate_limits, change_seq=record.change_seq)
 
 
 def describe(record: KeyRecord) -> dict[str, Any]:
@@ -123,11 +123,13 @@ class KeyService:
 
     # -- the decision's path
 
-    async def principal_for(self, key: str, now: float) -> Principal:
+    async def principal_for(self, key: str, now: float, fresh: bool = False) -> Principal:
+        """The key's principal; `fresh` reads it from the database even when cached here
+        (a gateway asks so when this instance's answer predates a change it heard of)."""
         if not credentials.looks_like_key(key):
             raise deny("key_unknown", "no such API key")
         digest = credentials.key_hash(key)
-        entry = self.cache.get(digest)
+        entry = None if fresh else self.cache.get(digest)
         if entry is None:
             record = await self._lookups.get(digest)
             if record is None:

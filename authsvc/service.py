@@ -26,7 +26,8 @@ SUBACCOUNT_TTL = 300.0
 
 
 class TokenVerifier(Protocol):
-    async def principal_for(self, token: str, now: float) -> Principal: ...
+    async def principal_for(self, token: str, now: float, fresh: bool = False) -> Principal:
+        ...
 
 
 class AuthService:
@@ -44,7 +45,7 @@ class AuthService:
         question = Question.from_body(body)
         try:
             wanted = parse_subaccount(question.subaccount)
-            principal = await self._principal(question.token)
+            principal = await self._principal(question.token, question.fresh)
         except Denial as denial:
             # A guess counts; a request with no credential at all guesses nothing.
             if (denial.status == 401 and denial.reason != "credential_missing"
@@ -58,11 +59,14 @@ class AuthService:
             return decide(principal, question, subaccount_id, self.config.decision_ttl,
                           self.config.default_rate_limits)
         except Denial as denial:
-            # Named, so a gateway can drop this cached denial when the key's grants change.
+            # Named, so a gateway can drop this cached denial when the key's grants change;
+            # and keyed like an allow would be (one address refused is not every address).
             denial.key_id = principal.key_id
+            denial.key_seq = principal.change_seq
+            denial.vary = principal.vary
             raise
 
-    async def _principal(self, header: str | None) -> Principal:
+    async def _principal(self, header: str | None, fresh: bool = False) -> Principal:
         try:
             credential = credentials.parse(header)
         except credentials.MalformedCredential as exc:
@@ -73,8 +77,8 @@ class AuthService:
             raise deny("credential_missing", "no credential in the Authorization header")
         now = time.time()
         if isinstance(credential, credentials.JwtCredential):
-            return await self.tokens.principal_for(credential.token, now)
-        return await self.keys.principal_for(credential.key, now)
+            return await self.tokens.principal_for(credential.token, now, fresh)
+        return await self.keys.principal_for(credential.key, now, fresh)
 
     async def subaccount_exists(self, account_id: int, subaccount_id: int) -> bool:
         known = self._subaccounts.get((account_id, subaccount_id))

@@ -29,6 +29,7 @@ class KeyRecord:
     rotated_to: str | None
     created_at: datetime
     rate_limits: list[dict[str, Any]] | None
+    change_seq: int = 0  # the seq of the key's last entry in auth.revocations, as read
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,12 @@ class IssuerRecord:
 
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
+# change_seq is read in the same snapshot as the key: an answer made from this row is as new
+# as the log up to that seq, whichever code path logged the change.
 KEY_COLUMNS = """k.id, k.account_id, k.subaccount_id, k.label, k.prefix, k.hash, k.grants,
-    k.valid_ips, k.expires_at, k.revoked_at, k.rotated_to, k.created_at, a.rate_limits"""
+    k.valid_ips, k.expires_at, k.revoked_at, k.rotated_to, k.created_at, a.rate_limits,
+    coalesce((SELECT max(r.seq) FROM auth.revocations r WHERE r.key_id = k.id), 0)
+        AS change_seq"""
 
 ISSUER_COLUMNS = """i.id, i.name, i.issuer, i.account_id, i.audience, i.algorithms, i.secret,
     i.jwks, i.jwks_url, i.subaccount_claim, i.grants_claim, i.allowed_grants, a.rate_limits"""
@@ -68,7 +73,7 @@ def _key(row: asyncpg.Record) -> KeyRecord:
         grants=tuple(row["grants"]), valid_ips=tuple(row["valid_ips"]),
         expires_at=row["expires_at"], revoked_at=row["revoked_at"],
         rotated_to=row["rotated_to"], created_at=row["created_at"],
-        rate_limits=_json(row["rate_limits"]))
+        rate_limits=_json(row["rate_limits"]), change_seq=int(row["change_seq"]))
 
 
 def _issuer(row: asyncpg.Record) -> IssuerRecord:
@@ -263,12 +268,15 @@ class Store:
                SELECT id, 'expired' FROM expired RETURNING key_id, seq""")
         return [(r["key_id"], int(r["seq"])) for r in rows]
 
-    async def revocations_since(self, since: int, limit: int = 10_000) -> tuple[int, list[str]]:
+    async def revocations_since(self, since: int,
+                                limit: int = 10_000) -> tuple[int, list[tuple[int, str]]]:
+        """The log after `since`, in seq order: (the highest seq returned, or the log's
+        highest when none is, and the (seq, key_id) entries)."""
         rows = await self.pool.fetch(
             "SELECT seq, key_id FROM auth.revocations WHERE seq > $1 ORDER BY seq LIMIT $2",
             since, limit)
         if rows:
-            return int(rows[-1]["seq"]), [r["key_id"] for r in rows]
+            return int(rows[-1]["seq"]), [(int(r["seq"]), r["key_id"]) for r in rows]
         latest = await self.pool.fetchval("SELECT coalesce(max(seq), 0) FROM auth.revocations")
         return int(latest), []
 

@@ -70,7 +70,7 @@ class TokenService:
     async def close(self) -> None:
         await self.jwks.close()
 
-    async def principal_for(self, token: str, now: float) -> Principal:
+    async def principal_for(self, token: str, now: float, fresh: bool = False) -> Principal:
         header, unverified = peek(token)
         alg = header.get("alg")
         if not isinstance(alg, str):

@@ -35,11 +35,14 @@ from jwt.algorithms import RSAAlgorithm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from portcullis import derive  # noqa: E402
 from portcullis.migrate import migrate_all  # noqa: E402
 from portcullis.pgcluster import Cluster  # noqa: E402
 from portcullis.procs import Proc, free_port  # noqa: E402
 
 ADMIN = "bench-admin-token"
+ROOT_SECRET = "bench-root-secret"
+GATEWAY_TOKEN = derive.gateway_token(ROOT_SECRET)
 HS_SECRET = "bench-hmac-secret-long-enough-for-hs256-000000"
 AUDIENCE = "bench"
 GRANTS = ["suppression_lists/manage"]
@@ -56,8 +59,8 @@ function init(args)
 end
 function request()
   i = i % #bodies + 1
-  return wrk.format("POST", "/v1/authorize", {["Content-Type"] = "application/json"},
-                    bodies[i])
+  return wrk.format("POST", "/v1/authorize", {["Content-Type"] = "application/json",
+                    ["Authorization"] = "Bearer GATEWAY_TOKEN"}, bodies[i])
 end
 """
 
@@ -116,7 +119,8 @@ def setup_service(base: str, dsn: str, count: int) -> dict[str, list[str]]:
 
 
 def check(base: str, token: str) -> None:
-    r = httpx.post(base + "/v1/authorize", content=body(token))
+    r = httpx.post(base + "/v1/authorize", content=body(token),
+                   headers={"Authorization": f"Bearer {GATEWAY_TOKEN}"})
     if r.status_code != 200:
         raise SystemExit(f"the benchmark's credential is refused: {r.status_code} {r.text}")
 
@@ -179,7 +183,8 @@ def run(args: argparse.Namespace, say: Any = print) -> dict[str, Any]:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         env = {**os.environ, "DATABASE_URL": cluster.dsn, "PORTCULLIS_ADMIN_TOKEN": ADMIN,
-               "PORTCULLIS_SIGNING_SECRET": "bench",
+               "PORTCULLIS_CONTEXT_KEYS": derive.context_keys_value(ROOT_SECRET, "auth"),
+               "PORTCULLIS_GATEWAY_TOKEN": GATEWAY_TOKEN,
                "AUTHSVC_KEY_CACHE_TTL": "5" if args.cache else "0",
                "AUTHSVC_POOL_MAX": "20"}
         env.pop("REDIS_URL", None)
@@ -190,7 +195,7 @@ def run(args: argparse.Namespace, say: Any = print) -> dict[str, Any]:
         service.wait_http(base + "/healthz")
         credentials = setup_service(base, cluster.dsn, args.keys)
         script = work / "authorize.lua"
-        script.write_text(WRK_SCRIPT)
+        script.write_text(WRK_SCRIPT.replace("GATEWAY_TOKEN", GATEWAY_TOKEN))
         results = {}
         say(f"auth service: {args.workers} worker(s), key cache "
             f"{'on' if args.cache else 'off'}; wrk {args.threads} thread(s), "

@@ -113,6 +113,7 @@ SIGNED_CONF = "\n{load_modules}\n{user}\n" + PRELUDE + """http {{
     init_by_lua_block {{
         SIGNED_CALLER = {{account_id = 1001, subaccount_id = 0, key_id = 7,
                          grants = {{"bench/manage"}}}}
+        require("gw.config").signing_secret = "bench-signing-secret"
     }}
 """ + LUA_UPSTREAM + """    server {{
         listen 127.0.0.1:{port} backlog=4096;
@@ -127,7 +128,7 @@ SIGNED_CONF = "\n{load_modules}\n{user}\n" + PRELUDE + """http {{
             access_by_lua_block {{
                 local rid = require("gw.request_id").next()
                 ngx.var.gw_request_id = rid
-                require("gw.context").set("bench-signing-secret", SIGNED_CALLER, rid)
+                require("gw.context").set("bench", SIGNED_CALLER, rid)
             }}
             proxy_pass http://up;
             proxy_http_version 1.1;

@@ -42,13 +42,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.memory import tree_cpu_seconds  # noqa: E402
-from portcullis.context import signed_headers  # noqa: E402
+from portcullis import derive  # noqa: E402
+from portcullis.context import ContextKeys, signed_headers  # noqa: E402
 from portcullis.migrate import migrate_all  # noqa: E402
 from portcullis.pgcluster import Cluster  # noqa: E402
 from portcullis.procs import Proc, free_port  # noqa: E402
+from services.suppression.config import AUDIENCE  # noqa: E402
 from services.suppression.search import Cursor  # noqa: E402
 
-SECRET = "bench-secret"
+SECRET = "bench-secret"  # the root the services' context keys are derived from
+KEYS = ContextKeys.for_roots(SECRET, AUDIENCE)
 BASE = "/api/v1/suppression-list"
 ACCOUNT = 1001
 BASELINE_ACCOUNT = 1002
@@ -69,7 +72,7 @@ def write_csv(path: Path, rows: int, offset: int = 0) -> int:
 
 
 def headers(method: str, uri: str, account: int = ACCOUNT) -> dict[str, str]:
-    return signed_headers(SECRET, method, uri, account_id=account,
+    return signed_headers(KEYS, method, uri, account_id=account,
                           grants=["suppression_lists/manage"])
 
 
@@ -94,7 +97,8 @@ class Stack:
         self.cluster.start({"max_connections": "300", "work_mem": "64MB",
                             "shared_buffers": self.shared_buffers})
         asyncio.run(migrate_all(self.cluster.dsn))
-        env = dict(os.environ, DATABASE_URL=self.cluster.dsn, PORTCULLIS_SIGNING_SECRET=SECRET)
+        env = dict(os.environ, DATABASE_URL=self.cluster.dsn,
+                   PORTCULLIS_CONTEXT_KEYS=derive.context_keys_value(SECRET, AUDIENCE))
         for role, workers in (("lookup", self.lookup_workers), ("list", 1)):
             port = free_port()
             proc = Proc(role, [sys.executable, "-m", "services.suppression", role, "--port",

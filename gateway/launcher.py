@@ -25,7 +25,8 @@ def demo_key_works(stack: Stack, key: str) -> bool:
     body = json.dumps({"resource": "suppression_lists", "method": "PUT", "token": key,
                        "subaccount": None, "client_ip": "127.0.0.1", "grants": None}).encode()
     req = urllib.request.Request(stack.url("auth") + "/v1/authorize", data=body, method="POST",
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json",
+                                          "Authorization": f"Bearer {stack.gateway_token}"})
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
             return int(resp.status) == 200

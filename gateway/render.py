@@ -11,6 +11,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from portcullis import derive
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "nginx.conf"
 PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
@@ -66,7 +68,7 @@ class GatewaySettings:
     control_url: str
     authsvc_addr: str
     admin_token: str
-    signing_secret: str
+    signing_secret: str  # the root secret(s), comma-separated; the first signs
     redis_url: str | None = None
     redis_cluster: list[str] | None = None  # seed nodes "host:port" of a Redis Cluster
     workers: int | str = "auto"
@@ -120,10 +122,12 @@ def write_config(settings: GatewaySettings, flavor: Flavor | None = None) -> Pat
             os.chown(prefix / sub, nobody.pw_uid, nobody.pw_gid)
     # One or more auth-service instances, comma-separated.
     auth_addrs = [a.strip() for a in settings.authsvc_addr.split(",") if a.strip()]
+    gateway_token = derive.gateway_token(derive.roots(settings.signing_secret)[0])
     gw_conf = {
         "control_url": settings.control_url,
         "admin_token": settings.admin_token,
         "signing_secret": settings.signing_secret,
+        "gateway_token": gateway_token,
         "state_dir": str(prefix / "state"),
         "redis_url": settings.redis_url,
         "redis_cluster": settings.redis_cluster,
@@ -163,9 +167,11 @@ def write_config(settings: GatewaySettings, flavor: Flavor | None = None) -> Pat
         "reuseport": " reuseport" if settings.reuseport else "",
         "metrics_listen": settings.metrics_listen,
         "tls": tls_lines(settings),
+        "gateway_token": gateway_token,
     }
     conf = prefix / "nginx.conf"
     conf.write_text(render(TEMPLATE.read_text(), values))
+    os.chmod(conf, 0o600)  # it holds the gateway token; the master reads it, as root
     return conf
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.render import GatewaySettings, detect, write_config
+from portcullis import derive
+from portcullis.context import ContextKeys
 from portcullis.migrate import migrate_all
 from portcullis.pgcluster import Cluster
 from portcullis.procs import Proc, StartError, port_in_use
@@ -26,6 +28,8 @@ from portcullis.redisserver import start_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUTE_FILES = (ROOT / "routes" / "suppression.yaml", ROOT / "routes" / "auth.yaml")
+# The audience (route `service`) each process verifies contexts for.
+AUDIENCES = {"auth": "auth", "lookup": "suppression", "list": "suppression"}
 
 # name -> (environment variable, default)
 PORTS: dict[str, tuple[str, int]] = {
@@ -116,14 +120,32 @@ class Stack:
     def gateway_prefix(self) -> Path:
         return self.var / "gateway"
 
+    @property
+    def gateway_token(self) -> str:
+        """What the gateway shows the auth service's internal API (and tools that ask it
+        as the gateway would)."""
+        return derive.gateway_token(derive.roots(self.signing_secret)[0])
+
+    def context_keys(self, audience: str) -> ContextKeys:
+        """What a service behind routes of `audience` verifies with (tests sign with it)."""
+        return ContextKeys.for_roots(self.signing_secret, audience)
+
     def env(self, service: str | None = None) -> dict[str, str]:
-        """The environment of the stack's processes; `service` names the one it is for."""
+        """The environment of the stack's processes; `service` names the one it is for.
+        The root secret is the gateway's alone: each service gets the key of its own
+        audience, the auth service also the gateway's token."""
         env = dict(os.environ)
+        env.pop("PORTCULLIS_SIGNING_SECRET", None)
+        env.pop("PORTCULLIS_CONTEXT_KEYS", None)
+        if service in AUDIENCES:
+            env["PORTCULLIS_CONTEXT_KEYS"] = derive.context_keys_value(self.signing_secret,
+                                                                       AUDIENCES[service])
+        if service == "auth":
+            env["PORTCULLIS_GATEWAY_TOKEN"] = derive.gateway_tokens_value(self.signing_secret)
         env.update({
             "DATABASE_URL": (self.s.lookup_database_url
                              if service == "lookup" and self.s.lookup_database_url
                              else self.dsn),
-            "PORTCULLIS_SIGNING_SECRET": self.signing_secret,
             "PORTCULLIS_ADMIN_TOKEN": self.admin_token,
             "AUTHSVC_ADDR": f"127.0.0.1:{self.port('auth')}",
             "SUPPRESSION_LOOKUP_ADDR": f"127.0.0.1:{self.port('lookup')}",

@@ -1,7 +1,9 @@
 """A throwaway upstream for gateway tests: answers every request with what it received
 (name, method, path, headers, and whether the gateway's signature verified).
 
-`python -m tests.echo_upstream --port P [--host H] --name N [--secret S] [--html-errors]`
+`python -m tests.echo_upstream --port P [--host H] --name N [--context-keys=KID:HEX
+[--audience A]] [--html-errors]` (the keys as `python -m portcullis.derive service-env`
+prints them; the audience is the routes' `service`, "tests" unless said)
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
 from portcullis import IDLE_KEEPALIVE_SECONDS
-from portcullis.context import ContextError, request_uri, verify
+from portcullis.context import ContextError, ContextKeys, request_uri, verify
 
 
-def make_app(name: str, secret: str | None, html_errors: bool) -> object:
+def make_app(name: str, keys: ContextKeys | None, html_errors: bool) -> object:
     store: dict[tuple[str, str], bytes] = {}  # (account, path) -> body, for /kv/ paths
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -33,9 +35,9 @@ def make_app(name: str, secret: str | None, html_errors: bool) -> object:
         headers = Headers(scope=scope)
         path = scope["path"]
         verified: str | None = None
-        if secret:
+        if keys:
             try:
-                ctx = verify(secret, scope["method"], request_uri(scope), headers)
+                ctx = verify(keys, scope["method"], request_uri(scope), headers)
                 verified = f"account={ctx.account_id}"
             except ContextError as err:
                 verified = "refused: " + err.entries[0]["description"]
@@ -91,10 +93,12 @@ def main() -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--name", default="echo")
-    p.add_argument("--secret")
+    p.add_argument("--context-keys")
+    p.add_argument("--audience", default="tests")
     p.add_argument("--html-errors", action="store_true")
     a = p.parse_args()
-    uvicorn.run(make_app(a.name, a.secret, a.html_errors),  # type: ignore[arg-type]
+    keys = ContextKeys.parse(a.audience, a.context_keys) if a.context_keys else None
+    uvicorn.run(make_app(a.name, keys, a.html_errors),  # type: ignore[arg-type]
                 host=a.host, port=a.port, log_level="warning", access_log=False,
                 timeout_keep_alive=IDLE_KEEPALIVE_SECONDS)
 

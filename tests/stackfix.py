@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from gateway.stack import PORTS, Stack, StackSettings
+from portcullis import derive
 from portcullis.pgcluster import Cluster
 from portcullis.procs import Proc, free_port
 
@@ -96,6 +97,14 @@ def make_tenant(stack: Stack) -> Any:
     return make
 
 
+ECHO_AUDIENCE = "tests"  # echo_route's owner, so the routes' service
+
+
+def echo_keys(stack: Stack, audience: str = ECHO_AUDIENCE) -> str:
+    """An echo upstream's --context-keys: the key of the audience its routes name."""
+    return derive.context_keys_value(stack.signing_secret, audience)
+
+
 @pytest.fixture
 def upstream_factory(stack: Stack) -> Iterator[Any]:
     """Start throwaway echo upstreams (tests/echo_upstream.py); stopped after the test."""
@@ -105,7 +114,7 @@ def upstream_factory(stack: Stack) -> Iterator[Any]:
               port: int | None = None) -> tuple[Proc, str]:
         port = port or free_port()
         argv = [sys.executable, "-m", "tests.echo_upstream", "--port", str(port), "--host", host,
-                "--name", name, f"--secret={stack.signing_secret}"]
+                "--name", name, f"--context-keys={echo_keys(stack)}"]
         if html_errors:
             argv.append("--html-errors")
         proc = Proc(f"echo-{name}", argv, stack.logs / f"echo-{name}-{port}.log", cwd=ROOT)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -85,16 +87,31 @@ def test_each_service_listens_on_its_readme_port_on_every_interface(
     assert f"127.0.0.1:{port}/healthz" in " ".join(services[name]["healthcheck"]["test"])
 
 
+# Who holds which secret: the root only where the gateway's config is made; each service
+# the key of its own audience; the auth service also the gateway's token.
+SECRETS = {
+    "gateway-config": {"PORTCULLIS_SIGNING_SECRET": "PORTCULLIS_SIGNING_SECRET"},
+    "auth": {"PORTCULLIS_CONTEXT_KEYS": "PORTCULLIS_CONTEXT_KEYS_AUTH",
+             "PORTCULLIS_GATEWAY_TOKEN": "PORTCULLIS_GATEWAY_TOKEN"},
+    "lookup": {"PORTCULLIS_CONTEXT_KEYS": "PORTCULLIS_CONTEXT_KEYS_SUPPRESSION"},
+    "list": {"PORTCULLIS_CONTEXT_KEYS": "PORTCULLIS_CONTEXT_KEYS_SUPPRESSION"},
+}
+HELD = ("PORTCULLIS_SIGNING_SECRET", "PORTCULLIS_CONTEXT_KEYS", "PORTCULLIS_GATEWAY_TOKEN")
+
+
 @pytest.mark.parametrize("name", PYTHON_SERVICES)
 def test_python_services_get_the_shared_environment_and_run_a_module_of_the_repo(
         services: dict[str, Any], name: str) -> None:
     env = services[name]["environment"]
-    for var in ("DATABASE_URL", "PORTCULLIS_ADMIN_TOKEN", "PORTCULLIS_SIGNING_SECRET",
-                "REDIS_URL"):
+    for var in ("DATABASE_URL", "PORTCULLIS_ADMIN_TOKEN", "REDIS_URL"):
         assert env.get(var), f"{name}: {var}"
-    # Secrets come from the operator's environment, never a default in the file.
+    # Secrets come from the operator's environment, never a default in the file, and each
+    # service holds only its own.
     assert env["PORTCULLIS_ADMIN_TOKEN"].startswith("${PORTCULLIS_ADMIN_TOKEN:?")
-    assert env["PORTCULLIS_SIGNING_SECRET"].startswith("${PORTCULLIS_SIGNING_SECRET:?")
+    own = SECRETS.get(name, {})
+    assert {v for v in HELD if v in env} == set(own), name
+    for var, source in own.items():
+        assert env[var].startswith("${" + source + ":?"), (name, var)
     assert f"@{address(services['postgres'])}:5432/" in env["DATABASE_URL"]
     assert env["REDIS_URL"] == f"redis://{address(services['redis'])}:6379/0"
     command = services[name]["command"]
@@ -238,3 +255,19 @@ def test_the_openresty_config_passes_nginx_t_here(
     result = subprocess.run([local.binary, "-t", "-p", str(tmp_path), "-c", str(checked)],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_files_own_set_up_lines_make_every_secret_it_asks_for(tmp_path: Path) -> None:
+    """The commands in the file's header, run as an operator would: the .env they write
+    holds every variable the file requires."""
+    header = [line[1:].strip() for line in COMPOSE.read_text().splitlines()
+              if line.startswith("#")]
+    start = next(i for i, line in enumerate(header) if line.startswith("export "))
+    end = next(i for i, line in enumerate(header) if line.startswith("docker compose up"))
+    script = "\n".join(header[start:end]).replace("python3 ", f"{sys.executable} ")
+    subprocess.run(["bash", "-euc", script], cwd=tmp_path, check=True,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    written = dict(line.split("=", 1) for line in (tmp_path / ".env").read_text().splitlines())
+    required = set(re.findall(r"\$\{([A-Z_]+):\?", COMPOSE.read_text()))
+    assert required - {"POSTGRES_PASSWORD"} <= set(written), required - set(written)
+    assert all(written.values())

@@ -59,6 +59,12 @@ class Stream:
     def __enter__(self) -> Stream:
         for t in self.threads:
             t.start()
+        # Running before the caller changes anything: each thread has been answered once
+        # (making a client takes long enough for a quick test to finish first).
+        deadline = time.monotonic() + 10
+        while sum(self.statuses.values()) < len(self.threads):
+            assert time.monotonic() < deadline, "the request stream never started"
+            time.sleep(0.01)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -302,13 +308,14 @@ def test_cors_preflight_is_answered_for_allowed_origins_only(
 @pytest.mark.parametrize("forge", ["missing", "forged", "stale", "other-path"])
 def test_services_refuse_a_forged_missing_or_stale_signature(stack: Stack, service: str,
                                                             forge: str) -> None:
-    from portcullis.context import signed_headers
+    from portcullis.context import ContextKeys, signed_headers
 
     path = "/api/v1/suppression-list/jane@example.com"
-    secret = stack.signing_secret
+    secret = stack.context_keys("suppression")
     headers: dict[str, str] = {}
     if forge == "forged":
-        headers = signed_headers("not-the-secret", "GET", path, account_id=1)
+        headers = signed_headers(ContextKeys.for_roots("not-the-secret", "suppression"), "GET",
+                                 path, account_id=1)
     elif forge == "stale":
         headers = signed_headers(secret, "GET", path, account_id=1,
                                  timestamp=int(time.time()) - 3600)

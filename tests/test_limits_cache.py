@@ -275,7 +275,7 @@ def private_auth(stack: Stack) -> Iterator[tuple[Proc, int]]:
     from portcullis.procs import free_port
 
     port = free_port()
-    env = {**stack.env(), "AUTHSVC_DECISION_TTL": "1"}
+    env = {**stack.env("auth"), "AUTHSVC_DECISION_TTL": "1"}
     proc = Proc("private-auth", [sys.executable, "-m", "authsvc", "--host", "127.0.0.1",
                                  "--port", str(port)], stack.logs / f"auth-{port}.log",
                 env=env)

@@ -96,6 +96,11 @@ class Route:
     retries: int = 1
     cors: Cors | None = None
     owner: str | None = None
+    # Whom the signed context is for: the service behind the route, which verifies it with
+    # the key derived for this name (default: the owner, else the route's name).
+    service: str | None = None
+    # Pass the client's Authorization header on to the service (default: never).
+    forward_credentials: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The route as JSON, in the order of docs/contracts.md."""
@@ -105,7 +110,8 @@ class Route:
 
 
 FIELDS = ("name", "paths", "methods", "hosts", "upstream", "resource", "auth", "grants",
-          "rate_limits", "cache", "timeouts", "retries", "cors", "owner")
+          "rate_limits", "cache", "timeouts", "retries", "cors", "owner", "service",
+          "forward_credentials")
 
 
 def _plain(value: Any) -> Any:
@@ -159,6 +165,12 @@ def _int(value: Any, where: str, minimum: int, maximum: int = MAX_INT) -> int:
         raise _Bad(where, f"must be at least {minimum}")
     if value > maximum:
         raise _Bad(where, f"must be at most {maximum}")
+    return value
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise _Bad(where, "must be true or false")
     return value
 
 
@@ -362,6 +374,9 @@ _READERS: dict[str, Callable[[Any, str], Any]] = {
     "cors": _optional(_cors),
     "owner": _optional(lambda v, w: _pattern(v, w, NAME_RE, "lower-case letters, digits, "
                                              "_ . - (at most 64)")),
+    "service": _optional(lambda v, w: _pattern(v, w, NAME_RE, "a service name: lower-case "
+                                               "letters, digits, _ . - (at most 64)")),
+    "forward_credentials": lambda v, w: _bool(v, w),
 }
 REQUIRED = ("name", "paths", "upstream")
 
@@ -389,6 +404,8 @@ def validate(spec: Any) -> Route:
         problems.append(("resource", "is required when auth is required"))
     if problems:
         raise InvalidRoute(problems)
+    if clean.get("service") is None:
+        clean["service"] = clean.get("owner") or clean["name"]
     return Route(**clean)
 
 

@@ -1,7 +1,6 @@
 -- access_by_lua: request id, reserved headers out, route, decision, context in.
 local auth = require("gw.auth")
 local cache = require("gw.cache")
-local config = require("gw.config")
 local limit = require("gw.limit")
 local context = require("gw.context")
 local cors = require("gw.cors")
@@ -80,7 +79,17 @@ function _M.run()
     if not ok then
         return errors.send(lerr)
     end
-    context.set(config.signing_secret, decision, rid)
+    local set, unsent = context.set(route.service or route.owner or route.name, decision, rid)
+    if not set then
+        ngx.log(ngx.ERR, "decision for ", route.name, " cannot be passed upstream: ", unsent)
+        return errors.exit(502, "Bad gateway",
+            "The authorization service's answer cannot be passed on to the service")
+    end
+    if route.forward_credentials then
+        -- The route's service asked for the caller's credential (docs/routes.md says why
+        -- that is rarely wise); every other service never sees it.
+        ngx.var.gw_credential = ngx.var.http_authorization
+    end
     if route.cache or not cache.is_safe(method) then
         cache.access(route, decision)
     end

@@ -2,9 +2,14 @@
 --
 -- Cached per worker (lrucache) and per node (gw_decisions dict) under a key built from the
 -- SHA-256 of the credential (never the credential itself), the resource, the method, the
--- subaccount header and the route's grant override. Allows and denials are cached for the
--- TTL the auth service gives. When the auth service fails, a decision that expired less than
--- `auth_stale_ttl` ago is served (stale-if-error); otherwise 503, never an allow.
+-- subaccount header and the route's grant override: everything every decision depends on.
+-- A decision that depends on more (the auth service answers `"vary": ["client_ip"]` for a
+-- credential bound to networks) is kept under a key that adds this request's value of each
+-- such input, and the plain key holds a marker that says so: a key without restrictions
+-- costs one lookup as before, a restricted one two, and an answer made for one address is
+-- never served to another. Allows and denials are cached for the TTL the auth service
+-- gives. When the auth service fails, a decision that expired less than `auth_stale_ttl` ago
+-- is served (stale-if-error); otherwise 503, never an allow.
 local cjson = require("cjson.safe")
 local lrucache = require("resty.lrucache")
 local config = require("gw.config")
@@ -41,12 +46,32 @@ function _M.init_worker()
     lru = assert(lrucache.new(config.decision_lru_size))
 end
 
-function _M.cache_key(token_hash, resource, method, subaccount, grants_override)
-    return token_hash .. "|" .. resource .. "|" .. method .. "|" .. (subaccount or "") .. "|"
-        .. (grants_override or "")
+-- The node-wide key of a question: a hash of the credential, never the credential.
+local function dict_key(token, resource, method, subaccount, grants_override)
+    return hmac.sha256_hex(token) .. "|" .. resource .. "|" .. method .. "|"
+        .. (subaccount or "") .. "|" .. (grants_override or "")
 end
 
--- A cached entry: { status, body (decision or errors), expires, key_id, gen }
+-- The key suffix for this request's values of the inputs a decision varies on; nil when
+-- the decision names an input this gateway does not know (the answer is then not cached).
+local function vary_suffix(vary)
+    if type(vary) ~= "table" or #vary == 0 then
+        return nil
+    end
+    local parts = {}
+    for i = 1, #vary do
+        if vary[i] == "client_ip" then
+            parts[i] = "\0ip=" .. ngx.var.remote_addr
+        else
+            return nil
+        end
+    end
+    return concat(parts)
+end
+
+-- A cached entry: { status, decision or raw (the errors), expires, key_id, gen }, or a
+-- marker { marker = true, vary, expires, key_id, gen } under the plain key of a question
+-- whose decisions vary.
 local function fresh(entry, t)
     return entry.expires > t and revocation.valid(entry)
 end
@@ -74,24 +99,71 @@ local function remember(local_key, entry)
     end
 end
 
+-- The entry under a question's keys: this worker's LRU, then (when that has nothing fresh)
+-- the node's dict. `base_key` is the question's plain dict key, made here (hashing the
+-- credential) only when the LRU had nothing fresh; `suffix` the values it varies on, if
+-- any. Returns the entry (fresh or not, or nil) and the plain dict key if it was made.
+local function find(local_key, base_key, suffix, t, token, resource, method, subaccount,
+                    grants_override)
+    local entry = lru:get(local_key)
+    if entry and fresh(entry, t) then
+        return entry, base_key
+    end
+    base_key = base_key or dict_key(token, resource, method, subaccount, grants_override)
+    local found = lookup(suffix and base_key .. suffix or base_key)
+    if found then
+        remember(local_key, found)
+        return found, base_key
+    end
+    return entry, base_key
+end
+
+-- Keep an answer under the question's plain keys, or, when it varies, under the keys with
+-- this request's values and a marker under the plain ones.
+local function keep(key, local_key, entry)
+    local vary = entry.vary
+    if vary == nil then
+        store(key, entry)
+        remember(local_key, entry)
+        return
+    end
+    local suffix = vary_suffix(vary)
+    if not suffix then
+        log(ERR, "a decision varies on inputs this gateway does not know; not cached")
+        return
+    end
+    local marker = { marker = true, vary = vary, expires = entry.expires,
+                     key_id = entry.key_id, gen = entry.gen }
+    store(key, marker)
+    remember(local_key, marker)
+    store(key .. suffix, entry)
+    remember(local_key .. suffix, entry)
+end
+
 -- One question in flight per cache key on this node: the first request to miss asks, the
 -- others wait for its answer in the shared dict (polling every few ms), so a burst of
 -- requests with a new credential costs the auth service one call, not one per request.
 local LOCK_TTL = 5
 local WAIT_STEP = 0.002
 
+-- `key` is the dict key waited on; when it turns out to hold a marker, the answer for this
+-- request is under the key with its own values.
 local function wait_for_answer(key, lock_key, t)
     local dict = shared[DICT]
     local deadline = now() + config.auth_timeout / 1000
     while now() < deadline do
         ngx.sleep(WAIT_STEP)
-        local json = dict:get(key)
-        local entry = json and decode(json)
+        local entry = lookup(key)
+        if entry and entry.marker then
+            local suffix = revocation.valid(entry) and vary_suffix(entry.vary)
+            entry = suffix and lookup(key .. suffix)
+        end
         if entry and fresh(entry, t) then
             return entry
         end
         if not dict:get(lock_key) then
-            return nil -- the asker gave up (auth service failing): decide for ourselves
+            return nil -- the asker gave up (auth service failing), or asked for another
+                       -- address: decide for ourselves
         end
     end
     return nil
@@ -102,18 +174,7 @@ end
 local CIRCUIT_TTL = 0.25
 local auth_down_until = 0
 
-local function ask(route, token, method, subaccount)
-    if now() < auth_down_until then
-        return nil, "auth service failing (circuit open)"
-    end
-    local entry, err = _M.ask(route, token, method, subaccount)
-    if not entry then
-        auth_down_until = now() + CIRCUIT_TTL
-    end
-    return entry, err
-end
-
-function _M.ask(route, token, method, subaccount)
+local function call(route, token, method, subaccount, fresh_data)
     local res = capture(AUTH_LOCATION, {
         method = ngx.HTTP_POST,
         body = encode({
@@ -123,6 +184,7 @@ function _M.ask(route, token, method, subaccount)
             subaccount = subaccount or ngx.null,
             client_ip = ngx.var.remote_addr,
             grants = route.grants or ngx.null,
+            fresh = fresh_data or nil,
         }),
         ctx = {},
     })
@@ -139,15 +201,45 @@ function _M.ask(route, token, method, subaccount)
         status = status,
         expires = now() + ttl,
         key_id = body.key_id,
+        key_seq = tonumber(body.key_seq),
+        vary = body.vary,
     }
     if status == 200 then
         entry.decision = body
     else
         entry.raw = encode({ errors = body.errors })
-        entry.key_id = body.key_id
     end
     revocation.stamp(entry)
     return entry
+end
+
+-- Ask the auth service. An answer made from data older than a change of the key this node
+-- has already heard of (an instance's own key cache that has not heard of it yet) is asked
+-- again with `fresh`, which makes the instance read the key from the database: a revoked
+-- key is never admitted again by a slower instance after the event evicted it here.
+function _M.ask(route, token, method, subaccount)
+    local entry, err = call(route, token, method, subaccount)
+    if entry and entry.key_id and entry.key_seq
+            and entry.key_seq < revocation.known_seq(entry.key_id) then
+        metrics.inc("gateway_decision_reasks_total")
+        entry, err = call(route, token, method, subaccount, true)
+        if entry and entry.key_seq and entry.key_seq < revocation.known_seq(entry.key_id) then
+            return nil, "auth service answered from data older than a known change of key "
+                .. entry.key_id
+        end
+    end
+    return entry, err
+end
+
+local function ask(route, token, method, subaccount)
+    if now() < auth_down_until then
+        return nil, "auth service failing (circuit open)"
+    end
+    local entry, err = _M.ask(route, token, method, subaccount)
+    if not entry then
+        auth_down_until = now() + CIRCUIT_TTL
+    end
+    return entry, err
 end
 
 -- Returns the allow decision, or nil and an error value for errors.send.
@@ -162,6 +254,7 @@ function _M.decide(route, blocked)
     end
     local method = ngx.req.get_method()
     local subaccount = ngx.var.http_x_msys_subaccount
+    local resource = route.resource
     local grants_override = route.grants_key
     if grants_override == nil then -- once per route table
         grants_override = type(route.grants) == "table" and concat(route.grants, ",") or false
@@ -171,22 +264,24 @@ function _M.decide(route, blocked)
     -- The per-worker LRU is keyed by the request's own words (process memory, as the
     -- request itself is); only the node-wide dict, shared memory, is keyed by a hash of the
     -- credential, so the hash is computed on an LRU miss only.
-    local local_key = token .. "\0" .. route.resource .. "\0" .. method .. "\0"
+    local local_key = token .. "\0" .. resource .. "\0" .. method .. "\0"
         .. (subaccount or "") .. "\0" .. (grants_override or "")
     local t = now()
-    local entry = lru:get(local_key)
-    local key
-    local usable = entry and fresh(entry, t)
-    if not usable then
-        key = _M.cache_key(hmac.sha256_hex(token), route.resource, method, subaccount,
-            grants_override)
-        entry = lookup(key)
-        if entry then
-            remember(local_key, entry)
+    local entry, base_key = find(local_key, nil, nil, t, token, resource, method, subaccount,
+        grants_override)
+    -- A marker: this request's own answer is under the keys with its values of what the
+    -- decision varies on.
+    local suffix
+    if entry and entry.marker then
+        suffix = revocation.valid(entry) and vary_suffix(entry.vary) or nil
+        if suffix then
+            entry, base_key = find(local_key .. suffix, base_key, suffix, t, token, resource,
+                method, subaccount, grants_override)
+        else
+            entry = nil -- the key changed since: ask again
         end
-        usable = entry and fresh(entry, t)
     end
-    if usable then
+    if entry and fresh(entry, t) then
         count("hit")
     elseif blocked and blocked() then
         return nil, errors.new(429, "Too many requests",
@@ -194,16 +289,18 @@ function _M.decide(route, blocked)
             { ["Retry-After"] = "60" })
     else
         count("miss")
+        base_key = base_key or dict_key(token, resource, method, subaccount, grants_override)
+        local key = suffix and base_key .. suffix or base_key
         local lock_key = "lock:" .. key
         local new, err
         if shared[DICT]:add(lock_key, true, LOCK_TTL) then
             -- Another request may have asked, stored and let go of the lock between our
             -- miss and our taking it: look again before asking.
             new = lookup(key)
-            if not (new and fresh(new, t)) then
+            if not (new and not new.marker and fresh(new, t)) then
                 new, err = ask(route, token, method, subaccount)
                 if new then
-                    store(key, new)
+                    keep(base_key, local_key, new)
                 end
             end
             shared[DICT]:delete(lock_key)
@@ -212,13 +309,12 @@ function _M.decide(route, blocked)
             if not new then
                 new, err = ask(route, token, method, subaccount)
                 if new then
-                    store(key, new)
+                    keep(base_key, local_key, new)
                 end
             end
         end
         if new then
             entry = new
-            remember(local_key, entry)
         else
             metrics.inc("gateway_auth_errors_total")
             log(ERR, "decision for ", route.name, " failed: ", err)

@@ -32,7 +32,8 @@ function _M.load(path)
             conf[k] = v
         end
     end
-    for _, key in ipairs({ "control_url", "admin_token", "signing_secret", "state_dir" }) do
+    for _, key in ipairs({ "control_url", "admin_token", "signing_secret", "gateway_token",
+                           "state_dir" }) do
         if not conf[key] then
             return nil, "gateway config lacks " .. key
         end

@@ -1,5 +1,8 @@
--- The caller's context: client-sent copies removed, the gateway's own set and signed.
--- The canonical string is the same as portcullis/context.py's; tests check they agree.
+-- The caller's context: client-sent copies removed, the gateway's own set and signed for
+-- one audience (the route's service) with that service's own key, derived from the root
+-- secret as portcullis/derive.py derives it. The canonical string is the same as
+-- portcullis/context.py's; tests/test_derive.py holds both to shared vectors.
+local config = require("gw.config")
 local hmac = require("gw.hmac")
 
 local ngx = ngx
@@ -7,6 +10,7 @@ local concat = table.concat
 local lower = string.lower
 local sub = string.sub
 local find = string.find
+local match = string.match
 local tostring = tostring
 local ngx_time = ngx.time
 
@@ -30,9 +34,38 @@ function _M.is_reserved(name)
     return false
 end
 
-function _M.canonical(method, uri, account, subaccount, key_id, grants, request_id, ts)
-    return "v1\n" .. method .. "\n" .. uri .. "\n" .. account .. "\n" .. subaccount .. "\n"
-        .. key_id .. "\n" .. grants .. "\n" .. request_id .. "\n" .. ts
+function _M.canonical(kid, audience, method, uri, account, subaccount, key_id, grants,
+                      request_id, ts)
+    return "v2\n" .. kid .. "\n" .. audience .. "\n" .. method .. "\n" .. uri .. "\n"
+        .. account .. "\n" .. subaccount .. "\n" .. key_id .. "\n" .. grants .. "\n"
+        .. request_id .. "\n" .. ts
+end
+
+-- Keys, as portcullis/derive.py makes them: HKDF-Expand (one SHA-256 block) of the root.
+function _M.derive(root, purpose)
+    return hmac.hmac_sha256_bin(root, "portcullis/" .. purpose .. "\1")
+end
+
+function _M.key_id(root)
+    return sub(hmac.sha256_hex("portcullis/kid\0" .. root), 1, 8)
+end
+
+-- The signing root is the first of the configured ones (the others are still verified by
+-- services while a rotation is under way; the gateway only signs).
+local root, root_kid
+local audience_keys = {} -- audience -> derived key, per worker
+
+local function key_for(audience)
+    local key = audience_keys[audience]
+    if not key then
+        if not root then
+            root = match(config.signing_secret, "^%s*([^,%s]+)")
+            root_kid = _M.key_id(root)
+        end
+        key = _M.derive(root, "context/" .. audience)
+        audience_keys[audience] = key
+    end
+    return key
 end
 
 -- One regex over the raw header block finds whether any reserved header came at all, or an
@@ -58,40 +91,74 @@ function _M.strip_client_headers()
     return true
 end
 
+-- Values that go into upstream headers: visible ASCII only (no CR, LF, NUL, DEL, spaces or
+-- bytes above 0x7E), within a length. The auth service refuses credentials that would
+-- carry anything else; this is the gateway's own check of what it is handed.
+local MAX_VALUE = 256
+local MAX_GRANTS = 8192
+
+local function header_safe(value, max)
+    return #value > 0 and #value <= max and not find(value, "[^\33-\126]")
+end
+
 local function join(list)
-    if type(list) ~= "table" then
+    if list == nil or list == ngx.null then
         return ""
     end
+    if type(list) ~= "table" then
+        return nil
+    end
     for i = 1, #list do
-        if find(list[i], ",", 1, true) then
+        local g = list[i]
+        if type(g) ~= "string" or not header_safe(g, MAX_VALUE) or find(g, ",", 1, true) then
             return nil
         end
     end
-    return concat(list, ",")
+    local joined = concat(list, ",")
+    return #joined <= MAX_GRANTS and joined or nil
 end
 
--- The context's strings of a decision, made once per cached decision.
+-- The context's strings of a decision, made and checked once per cached decision; nil and
+-- the reason when a value could not be sent as a header.
 local function strings_of(decision)
     local s = decision.context_strings
-    if not s then
+    if s == nil then
+        local account = tostring(decision.account_id)
         local subaccount = decision.subaccount_id
-        s = {
-            tostring(decision.account_id),
-            (subaccount == nil or subaccount == ngx.null) and "" or tostring(subaccount),
-            tostring(decision.key_id or ""),
-            join(decision.grants) or "",
-        }
+        subaccount = (subaccount == nil or subaccount == ngx.null) and "" or tostring(subaccount)
+        local key_id = tostring(decision.key_id or "")
+        local grants = join(decision.grants)
+        if not find(account, "^%d+$") or #account > 20 then
+            s = "account_id is not a whole number"
+        elseif subaccount ~= "" and (not find(subaccount, "^%d+$") or #subaccount > 20) then
+            s = "subaccount_id is not a whole number"
+        elseif not header_safe(key_id, MAX_VALUE) then
+            s = "key_id is not a header-safe value"
+        elseif not grants then
+            s = "grants are not header-safe values"
+        else
+            s = { account, subaccount, key_id, grants }
+        end
         decision.context_strings = s
+    end
+    if type(s) == "string" then
+        return nil, s
     end
     return s[1], s[2], s[3], s[4]
 end
 
--- decision: the auth service's allow (account_id, subaccount_id, key_id, grants).
-function _M.set(secret, decision, request_id)
+-- decision: the auth service's allow (account_id, subaccount_id, key_id, grants);
+-- audience: the route's service. Returns true, or nil and why the decision cannot be sent.
+function _M.set(audience, decision, request_id)
     local account, subaccount, key_id, grants = strings_of(decision)
+    if not account then
+        return nil, subaccount
+    end
+    local key = key_for(audience)
     local ts = tostring(ngx_time())
-    local sig = hmac.hmac_sha256_hex(secret, _M.canonical(ngx.req.get_method(),
-        ngx.var.request_uri, account, subaccount, key_id, grants, request_id, ts))
+    local sig = root_kid .. ":" .. hmac.hmac_sha256_hex(key, _M.canonical(root_kid, audience,
+        ngx.req.get_method(), ngx.var.request_uri, account, subaccount, key_id, grants,
+        request_id, ts))
     -- nginx.conf's proxy_set_header sends these variables upstream (an empty one is not
     -- sent at all): cheaper than rewriting the request's header list six times.
     local var = ngx.var
@@ -101,6 +168,7 @@ function _M.set(secret, decision, request_id)
     var.gw_grants = grants
     var.gw_timestamp = ts
     var.gw_signature = sig
+    return true
 end
 
 return _M

@@ -2,7 +2,12 @@
 --  * with Redis: SUBSCRIBE to revocations (evict the key's cached decisions at once) and to
 --    route changes (poll the control plane now instead of at the next tick);
 --  * always: poll the auth service's revocation log once a second, so a node without Redis,
---    or one that missed messages while disconnected, still converges.
+--    or one that missed messages while disconnected, still converges. A log entry's seq is
+--    taken when its transaction writes and it becomes visible when that commits, so under
+--    concurrent revocations seq 41 can appear after 42: the poller keeps a watermark below
+--    which every seq has been applied and asks from there, applying each seq once, and a
+--    gap is given up on (a rolled-back transaction's seq never appears) only after
+--    GAP_GRACE seconds.
 local cjson = require("cjson.safe")
 local config = require("gw.config")
 local httpc = require("gw.httpc")
@@ -23,11 +28,14 @@ local REVOCATIONS = "portcullis:revocations"
 local ROUTES = "portcullis:routes"
 local REVOCATION_POLL = 1
 
+local GAP_GRACE = 30
+
 local function on_revocation(payload)
     local event = cjson.decode(payload)
     local key_id = type(event) == "table" and event.key_id
     if type(key_id) == "string" and key_id ~= "" then
-        revocation.revoke(key_id)
+        local seq = tonumber(event.seq)
+        revocation.revoke(key_id, seq)
         log(INFO, "revoked key ", key_id, " (", event.reason or "revoked", ")")
     end
 end
@@ -72,29 +80,63 @@ local function subscribe_loop(premature)
     end
 end
 
+-- Move the watermark up over seqs applied, and over gaps older than GAP_GRACE; `top` is
+-- the highest seq the log has shown.
+local function advance(dict, mark, top)
+    local t = ngx.now()
+    while mark < top do
+        local nxt = mark + 1
+        if not revocation.seen(nxt) then
+            local first = dict:get("gap:" .. nxt)
+            if not first then
+                dict:set("gap:" .. nxt, t, GAP_GRACE * 4)
+                break
+            elseif t - first < GAP_GRACE then
+                break
+            end
+            log(WARN, "revocation log: seq ", nxt, " never appeared; skipped")
+        end
+        mark = nxt
+    end
+    return mark
+end
+
 local function poll_revocations(premature)
     if premature then
         return
     end
     local dict = shared.gw_revoked
-    local since = dict:get("seq")
+    local mark = dict:get("seq")
     local status, body = httpc.request({
-        url = config.authsvc_url .. "/v1/revocations?since=" .. (since or 0),
+        url = config.authsvc_url .. "/v1/revocations?since=" .. (mark or 0),
+        headers = { Authorization = "Bearer " .. config.gateway_token },
         timeout = 1000,
     })
     if status ~= 200 then
         return
     end
     local data = cjson.decode(body)
-    if type(data) ~= "table" or type(data.seq) ~= "number" then
+    if type(data) ~= "table" or type(data.seq) ~= "number" or type(data.entries) ~= "table" then
         return
     end
-    if since and type(data.key_ids) == "table" then
-        for _, key_id in ipairs(data.key_ids) do
-            revocation.revoke(key_id)
+    if not mark then
+        -- A new node has no decisions to evict: start at the log's end.
+        dict:set("seq", data.seq)
+        return
+    end
+    local top = mark
+    for _, e in ipairs(data.entries) do
+        local seq, key_id = tonumber(e[1]), e[2]
+        if seq and type(key_id) == "string" then
+            if seq > mark and not revocation.seen(seq) then
+                revocation.revoke(key_id, seq)
+            end
+            if seq > top then
+                top = seq
+            end
         end
     end
-    dict:set("seq", data.seq)
+    dict:set("seq", advance(dict, mark, top))
 end
 
 function _M.start()

@@ -92,11 +92,12 @@ end
 
 local keys = {} -- key -> { inner state, outer state }
 
-local function states(key)
-    local s = keys[key]
+local function states(given)
+    local s = keys[given]
     if s then
         return s
     end
+    local key = given
     if #key > BLOCK then
         key = _M.sha256_bin(key)
     end
@@ -106,11 +107,12 @@ local function states(key)
     C.SHA256_Init(outer)
     C.SHA256_Update(outer, padded(key, 0x5c), BLOCK)
     s = { inner, outer }
-    keys[key] = s
+    keys[given] = s
     return s
 end
 
-function _M.hmac_sha256_hex(key, msg)
+-- HMAC-SHA256 of msg under key into `digest`.
+local function mac(key, msg)
     local s = states(key)
     ffi_copy(work, s[1], CTX_SIZE)
     C.SHA256_Update(work, msg, #msg)
@@ -119,7 +121,16 @@ function _M.hmac_sha256_hex(key, msg)
     ffi_copy(work, s[2], CTX_SIZE)
     C.SHA256_Update(work, inner_digest, 32)
     C.SHA256_Final(digest, work)
+end
+
+function _M.hmac_sha256_hex(key, msg)
+    mac(key, msg)
     return hex32(digest)
+end
+
+function _M.hmac_sha256_bin(key, msg)
+    mac(key, msg)
+    return ffi_str(digest, 32)
 end
 
 return _M

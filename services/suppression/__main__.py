@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from portcullis import IDLE_KEEPALIVE_SECONDS
-from services.suppression.config import Config
+from portcullis.context import ContextKeys
+from services.suppression.config import AUDIENCE, Config
 
 DEFAULT_PORTS = {"lookup": 8200, "list": 8210}
 
@@ -18,9 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=None)
     parser.add_argument("--workers", type=int, default=1, help="HTTP worker processes")
     args = parser.parse_args(argv)
-    config = Config.from_env()
-    if not config.signing_secret and args.role != "worker":
-        print("PORTCULLIS_SIGNING_SECRET is not set", file=sys.stderr)
+    try:
+        config = Config.from_env()
+        if config.context_keys is None and args.role != "worker":
+            ContextKeys.from_env({}, AUDIENCE)  # raises, saying what is missing
+    except ValueError as exc:
+        print(f"services.suppression: {exc}", file=sys.stderr)
         return 2
     if args.role == "worker":
         from services.suppression import worker

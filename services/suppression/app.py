@@ -28,6 +28,7 @@ from portcullis.context import (
     DEFAULT_WINDOW,
     Context,
     ContextError,
+    ContextKeys,
     GatewayContextMiddleware,
     canonical,
     context_of,
@@ -286,14 +287,15 @@ def dumps(body: Any) -> bytes:
 
 
 class FastContext:
-    """portcullis.context.verify over the raw ASGI headers, in one pass and with the HMAC
-    key schedule done once: the same checks in the same order, the same ContextError
+    """portcullis.context.verify over the raw ASGI headers, in one pass and with each key's
+    HMAC schedule done once: the same checks in the same order, the same ContextError
     messages (tests/suppression/test_fastpath.py holds the two side by side)."""
 
-    def __init__(self, secret: str, window: int = DEFAULT_WINDOW) -> None:
-        self.secret = secret
+    def __init__(self, keys: ContextKeys, window: int = DEFAULT_WINDOW) -> None:
+        self.keys = keys
         self.window = window
-        self.mac = hmac.new(secret.encode(), digestmod=hashlib.sha256)
+        self.macs = {kid: hmac.new(key, digestmod=hashlib.sha256)
+                     for kid, key in keys.keys.items()}
 
     def verify(self, scope: ASGIScope) -> Context:
         values: list[str | None] = [None] * len(CONTEXT_HEADERS)
@@ -302,7 +304,7 @@ class FastContext:
             i = index.get(name)
             if i is not None:
                 if values[i] is not None:  # a duplicate: the reference names the first one
-                    return verify(self.secret, scope["method"], request_uri(scope),
+                    return verify(self.keys, scope["method"], request_uri(scope),
                                   Headers(scope=scope), self.window)
                 values[i] = value.decode("latin-1")
         account, sub, key_id, grants, request_id, ts, sig = (v or "" for v in values)
@@ -312,10 +314,14 @@ class FastContext:
             raise ContextError("Malformed gateway timestamp")
         if abs(time.time() - int(ts)) > self.window:
             raise ContextError("Stale gateway signature")
-        mac = self.mac.copy()
-        mac.update(canonical(scope["method"], request_uri(scope), account, sub, key_id, grants,
-                             request_id, ts))
-        if not hmac.compare_digest(mac.hexdigest(), sig.lower()):
+        kid, _, signature = sig.partition(":")
+        template = self.macs.get(kid)
+        if template is None:
+            raise ContextError("Gateway signature by a key this service does not hold")
+        mac = template.copy()
+        mac.update(canonical(kid, self.keys.audience, scope["method"], request_uri(scope),
+                             account, sub, key_id, grants, request_id, ts))
+        if not hmac.compare_digest(mac.hexdigest(), signature.lower()):
             raise ContextError("Bad gateway signature")
         return context_of(account, sub, key_id, grants, request_id)
 
@@ -411,17 +417,20 @@ def create_app(config: Config, store: Store | None = None, role: Role = "list") 
             if own:
                 await active.close()
 
+    keys = config.context_keys
+    if keys is None:
+        raise ValueError("the lookup and list services need their context keys")
     app = (LookupApp if role == "lookup" else Starlette)(
         routes=[*routes(role), *ui_routes(role)],
         # The OpenAPI document and the UI's files are public (auth: none); all else is signed.
-        middleware=[Middleware(GatewayContextMiddleware, secret=config.signing_secret,
+        middleware=[Middleware(GatewayContextMiddleware, keys=keys,
                                open_paths=("/healthz", OPENAPI_PATH, "/app"),
                                open_prefixes=("/app/",))],
         exception_handlers={**exception_handlers(), **{e: unavailable for e in DB_DOWN}},
         lifespan=lifespan,
     )
     if isinstance(app, LookupApp):
-        app.context = FastContext(config.signing_secret)
+        app.context = FastContext(keys)
     if store is not None:  # ready without a lifespan (tests drive the app in-process)
         app.state.store = store
         app.state.suppressions = Suppressions(store)

@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from portcullis.context import ContextKeys
+
+AUDIENCE = "suppression"  # the routes' `service`: whom the gateway signs contexts for
+
 
 @dataclass(frozen=True)
 class Config:
     database_url: str
-    signing_secret: str
+    # Verifies the gateway's context; None only where nothing is served (the worker).
+    context_keys: ContextKeys | None
     pool_min: int = 2
     pool_max: int = 10
     import_batch_rows: int = 50_000
@@ -22,7 +27,8 @@ class Config:
         src = dict(os.environ if env is None else env)
         return cls(
             database_url=src.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/portcullis"),
-            signing_secret=src.get("PORTCULLIS_SIGNING_SECRET", ""),
+            context_keys=(ContextKeys.from_env(src, AUDIENCE)
+                          if src.get("PORTCULLIS_CONTEXT_KEYS") else None),
             pool_min=int(src.get("SUPPRESSION_POOL_MIN", "2")),
             pool_max=int(src.get("SUPPRESSION_POOL_MAX", "10")),
             import_batch_rows=int(src.get("SUPPRESSION_IMPORT_BATCH_ROWS", "50000")),

@@ -18,10 +18,15 @@ import uvicorn
 from authsvc.app import create_app
 from authsvc.config import Config
 from authsvc.store import Store
+from portcullis import derive
+from portcullis.context import ContextKeys
 from portcullis.procs import free_port
 
 ADMIN_TOKEN = "test-admin-token"
-SIGNING_SECRET = "test-signing-secret"
+ROOT_SECRET = "test-signing-secret"  # the gateway's root: what the auth service is given
+CONTEXT_KEYS = ContextKeys.for_roots(ROOT_SECRET, "auth")  # ... is derived from it
+GATEWAY_TOKEN = derive.gateway_token(ROOT_SECRET)
+GATEWAY = {"Authorization": f"Bearer {GATEWAY_TOKEN}"}
 
 
 def unique(prefix: str) -> str:
@@ -69,12 +74,17 @@ class Api:
                         grants: list[str] | None = None) -> httpx.Response:
         return await self.client.post(self.base + "/v1/authorize", json={
             "resource": resource, "method": method, "token": token,
-            "subaccount": subaccount, "client_ip": client_ip, "grants": grants})
+            "subaccount": subaccount, "client_ip": client_ip, "grants": grants},
+            headers=GATEWAY)
+
+    async def revocations(self, since: int | str) -> httpx.Response:
+        return await self.client.get(self.base + f"/v1/revocations?since={since}",
+                                     headers=GATEWAY)
 
 
 def base_config(pg_dsn: str, **overrides: Any) -> Config:
-    config = Config(database_url=pg_dsn, signing_secret=SIGNING_SECRET,
-                    admin_token=ADMIN_TOKEN, expiry_sweep_interval=0.1)
+    config = Config(database_url=pg_dsn, context_keys=CONTEXT_KEYS, admin_token=ADMIN_TOKEN,
+                    gateway_tokens=(GATEWAY_TOKEN,), expiry_sweep_interval=0.1)
     return replace(config, **overrides)
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from portcullis.context import signed_headers
-from tests.authsvc.conftest import SIGNING_SECRET, Api
+from portcullis.context import ContextKeys, signed_headers
+from tests.authsvc.conftest import CONTEXT_KEYS, Api
 
 PATH = "/api/v1/api-keys"
 MANAGE = "api_keys/manage"
@@ -27,7 +27,7 @@ class Caller:
     grants: tuple[str, ...] = tuple(ALL)
 
     async def call(self, method: str, path: str, json: Any = None) -> httpx.Response:
-        headers = signed_headers(SIGNING_SECRET, method, path, account_id=self.account_id,
+        headers = signed_headers(CONTEXT_KEYS, method, path, account_id=self.account_id,
                                  subaccount_id=self.subaccount_id, key_id="k_caller",
                                  grants=self.grants)
         return await self.api.client.request(method, self.api.base + path, json=json,
@@ -41,7 +41,8 @@ class Caller:
 async def test_a_request_that_did_not_come_through_the_gateway_is_refused(api: Api) -> None:
     r = await api.client.get(api.base + PATH)
     assert r.status_code == 401
-    forged = signed_headers("not-the-secret", "GET", PATH, account_id=1, grants=[MANAGE])
+    forged = signed_headers(ContextKeys.for_roots("not-the-secret", "auth"), "GET", PATH,
+                            account_id=1, grants=[MANAGE])
     r = await api.client.get(api.base + PATH, headers=forged)
     assert r.status_code == 401
 

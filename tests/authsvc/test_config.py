@@ -4,8 +4,8 @@ import pytest
 
 from authsvc.config import Config
 
-ENV = {"DATABASE_URL": "postgresql://x/y", "PORTCULLIS_SIGNING_SECRET": "s",
-       "PORTCULLIS_ADMIN_TOKEN": "t"}
+ENV = {"DATABASE_URL": "postgresql://x/y", "PORTCULLIS_ADMIN_TOKEN": "t",
+       "PORTCULLIS_CONTEXT_KEYS": "0a1b2c3d:" + "ab" * 32, "PORTCULLIS_GATEWAY_TOKEN": "g"}
 
 
 def test_settings_come_from_the_environment_with_defaults() -> None:

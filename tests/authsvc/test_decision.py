@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.authsvc.conftest import Api, basic
+from tests.authsvc.conftest import GATEWAY, Api, basic
 
 KINDS: dict[str, Callable[[str], str]] = {
     "raw key": lambda key: key,
@@ -102,7 +102,7 @@ async def test_a_missing_malformed_or_unknown_credential_is_a_401_with_its_reaso
 ])
 async def test_a_malformed_question_from_the_gateway_is_a_400_never_cached(
         api: Api, body: bytes) -> None:
-    r = await api.client.post(api.base + "/v1/authorize", content=body)
+    r = await api.client.post(api.base + "/v1/authorize", content=body, headers=GATEWAY)
     assert r.status_code == 400
     assert_denial(r.json(), "request_malformed")
     assert r.json()["ttl"] == 0
@@ -121,7 +121,7 @@ async def test_a_subaccount_sent_as_a_json_number_is_read_as_the_header(api: Api
     key = await api.key(account, ["suppression_lists/view"])
     r = await api.client.post(api.base + "/v1/authorize", json={
         "resource": "suppression_lists", "method": "GET", "token": key["key"],
-        "subaccount": 0, "client_ip": "127.0.0.1", "grants": None})
+        "subaccount": 0, "client_ip": "127.0.0.1", "grants": None}, headers=GATEWAY)
     assert r.status_code == 200 and r.json()["subaccount_id"] == 0
 
 

@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from authsvc.events import CHANNEL
-from tests.authsvc.conftest import Api, base_config, running, unique
+from tests.authsvc.conftest import ADMIN_TOKEN, GATEWAY_TOKEN, Api, base_config, running, unique
 
 GRANTS = ["suppression_lists/manage"]
 
@@ -119,12 +119,13 @@ async def test_a_revoked_key_is_refused_at_once_logged_and_announced(
         api: Api, revocation_events: list[dict[str, Any]]) -> None:
     account = await api.account()
     key = await api.key(account, GRANTS)
-    before = (await api.client.get(api.base + "/v1/revocations?since=0")).json()["seq"]
+    before = (await api.revocations("0")).json()["seq"]
     assert (await status_of(api, key["key"]))[0] == 200  # now in the key cache
     assert (await api.admin("DELETE", f"/admin/keys/{key['id']}")).status_code == 204
     assert await status_of(api, key["key"]) == (401, "key_revoked")
-    log = (await api.client.get(api.base + f"/v1/revocations?since={before}")).json()
-    assert key["id"] in log["key_ids"] and log["seq"] > before
+    log = (await api.revocations(f"{before}")).json()
+    assert [key["id"]] == [k for _, k in log["entries"] if k == key["id"]]
+    assert log["seq"] > before and all(seq > before for seq, _ in log["entries"])
 
     async def announced() -> bool:
         return any(e == {"key_id": key["id"], "seq": e["seq"], "reason": "revoked"}
@@ -141,10 +142,23 @@ async def test_revoking_an_unknown_key_is_a_404(api: Api) -> None:
 
 
 async def test_the_revocation_log_answers_the_latest_seq_when_nothing_is_new(api: Api) -> None:
-    latest = (await api.client.get(api.base + "/v1/revocations?since=0")).json()["seq"]
-    r = await api.client.get(api.base + f"/v1/revocations?since={latest}")
-    assert r.json() == {"seq": latest, "key_ids": []}
-    assert (await api.client.get(api.base + "/v1/revocations?since=x")).status_code == 400
+    latest = (await api.revocations("0")).json()["seq"]
+    r = await api.revocations(f"{latest}")
+    assert r.json() == {"seq": latest, "entries": []}
+    for bad in ("x", "-1", "9" * 19):
+        assert (await api.revocations(bad)).status_code == 400
+
+
+async def test_the_internal_api_answers_the_gateway_only(api: Api) -> None:
+    question = {"resource": "suppression_lists", "method": "GET", "token": None,
+                "subaccount": None, "client_ip": "127.0.0.1", "grants": None}
+    for headers in ({}, {"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                    {"Authorization": "Bearer " + "0" * 64}, {"Authorization": GATEWAY_TOKEN}):
+        r = await api.client.post(api.base + "/v1/authorize", json=question, headers=headers)
+        assert r.status_code == 401 and "gateway" in r.json()["errors"][0]["description"]
+        r = await api.client.get(api.base + "/v1/revocations?since=0", headers=headers)
+        assert r.status_code == 401 and "gateway" in r.json()["errors"][0]["description"]
+    assert (await api.authorize(None)).json()["reason"] == "credential_missing"
 
 
 async def test_a_rotated_key_gives_a_new_key_and_the_old_one_works_for_the_grace_period(

@@ -7,8 +7,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from portcullis import derive
 from portcullis.procs import Proc, free_port
-from tests.authsvc.conftest import ADMIN_TOKEN, SIGNING_SECRET, Api, basic
+from tests.authsvc.conftest import ADMIN_TOKEN, GATEWAY, GATEWAY_TOKEN, ROOT_SECRET, Api, basic
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -16,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_command_line_starts_a_service_that_answers_health_and_decisions(
         pg_dsn: str, tmp_path: Path) -> None:
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": pg_dsn, "PORTCULLIS_SIGNING_SECRET": SIGNING_SECRET,
-           "PORTCULLIS_ADMIN_TOKEN": ADMIN_TOKEN}
+    env = {**os.environ, "DATABASE_URL": pg_dsn, "PORTCULLIS_ADMIN_TOKEN": ADMIN_TOKEN,
+           "PORTCULLIS_CONTEXT_KEYS": derive.context_keys_value(ROOT_SECRET, "auth"),
+           "PORTCULLIS_GATEWAY_TOKEN": GATEWAY_TOKEN}
     env.pop("REDIS_URL", None)
     proc = Proc("authsvc", [sys.executable, "-m", "authsvc", "--host", "127.0.0.1",
                             "--port", str(port)], tmp_path / "authsvc.log", env=env, cwd=ROOT)
@@ -28,7 +30,7 @@ def test_the_command_line_starts_a_service_that_answers_health_and_decisions(
         assert httpx.get(base + "/healthz").json() == {"status": "ok"}
         r = httpx.post(base + "/v1/authorize", json={
             "resource": "suppression_lists", "method": "GET", "token": None,
-            "subaccount": None, "client_ip": "127.0.0.1", "grants": None})
+            "subaccount": None, "client_ip": "127.0.0.1", "grants": None}, headers=GATEWAY)
         assert r.status_code == 401
         assert r.json()["reason"] == "credential_missing"
     finally:
@@ -37,7 +39,8 @@ def test_the_command_line_starts_a_service_that_answers_health_and_decisions(
 
 def test_the_command_line_refuses_to_start_without_its_settings(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "PORTCULLIS_SIGNING_SECRET", "PORTCULLIS_ADMIN_TOKEN")}
+           if k not in ("DATABASE_URL", "PORTCULLIS_CONTEXT_KEYS", "PORTCULLIS_ADMIN_TOKEN",
+                        "PORTCULLIS_GATEWAY_TOKEN")}
     import subprocess
     res = subprocess.run([sys.executable, "-m", "authsvc"], env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=30, check=False)

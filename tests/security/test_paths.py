@@ -18,7 +18,7 @@ import pytest
 from gateway.stack import Stack
 from portcullis.procs import Proc, free_port
 from tests.security.conftest import BASE, World
-from tests.stackfix import ROOT, RouteAdmin, unique
+from tests.stackfix import ROOT, RouteAdmin, echo_keys, unique
 
 
 def raw_get(port: int, path: str, headers: dict[str, str],
@@ -68,7 +68,7 @@ def echo_routes(stack: Stack) -> Iterator[Routes]:
             port = free_port()
             proc = Proc(f"echo-{name}", [sys.executable, "-m", "tests.echo_upstream", "--port",
                                          str(port), "--name", name,
-                                         f"--secret={stack.signing_secret}"],
+                                         f"--context-keys={echo_keys(stack)}"],
                         stack.logs / f"echo-{name}.log", cwd=ROOT)
             procs.append(proc.start())
             proc.wait_http(f"http://127.0.0.1:{port}/healthz", 30)

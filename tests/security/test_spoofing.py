@@ -45,7 +45,7 @@ def underscores(w: World) -> Headers:
 
 def valid_signature_for_the_victim(w: World) -> Headers:
     b = w.accounts["B"]
-    signed = signed_headers(w.stack.signing_secret, "GET", f"{BASE}?per_page=10000",
+    signed = signed_headers(w.stack.context_keys("suppression"), "GET", f"{BASE}?per_page=10000",
                             account_id=b.account_id, subaccount_id=None,
                             key_id=b.key_ids["manage"], grants=["suppression_lists/manage"],
                             request_id="spoofed-request-1")

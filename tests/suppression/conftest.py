@@ -11,19 +11,20 @@ from urllib.parse import quote, urlencode
 import httpx
 import pytest
 
-from portcullis.context import signed_headers
+from portcullis.context import ContextKeys, signed_headers
 from services.suppression.app import create_app
-from services.suppression.config import Config
+from services.suppression.config import AUDIENCE, Config
 from services.suppression.store import Store
 
-SECRET = "suppression-test-secret"
+ROOT_SECRET = "suppression-test-secret"  # the gateway's root, in these tests
+KEYS = ContextKeys.for_roots(ROOT_SECRET, AUDIENCE)  # what the services verify with
 BASE = "/api/v1/suppression-list"
 LOOKUP_PATHS = (f"{BASE}/lookup",)
 
 
 @pytest.fixture(scope="session")
 def config(pg_dsn: str) -> Config:
-    return Config(database_url=pg_dsn, signing_secret=SECRET, import_batch_rows=1000,
+    return Config(database_url=pg_dsn, context_keys=KEYS, import_batch_rows=1000,
                   import_chunk_bytes=4096)
 
 
@@ -77,7 +78,7 @@ class Api:
                    sign_uri: str | None = None) -> httpx.Response:
         uri = path + (f"?{urlencode(params)}" if params else "")
         raw = httpx.URL("http://suppression.test" + uri).raw_path.decode()
-        sent = signed_headers(SECRET, method, sign_uri or raw, account_id=self.account_id,
+        sent = signed_headers(KEYS, method, sign_uri or raw, account_id=self.account_id,
                               subaccount_id=self.subaccount_id,
                               grants=["suppression_lists/manage"])
         sent |= headers or {}

@@ -10,9 +10,9 @@ import httpx
 import pytest
 from starlette.datastructures import Headers
 
-from portcullis.context import ContextError, signed_headers, verify
+from portcullis.context import ContextError, ContextKeys, signed_headers, verify
 from services.suppression.app import FastContext
-from tests.suppression.conftest import BASE, SECRET, Api, error_messages
+from tests.suppression.conftest import BASE, KEYS, ROOT_SECRET, Api, error_messages
 
 URI = f"{BASE}/jane@example.com?types=transactional"
 
@@ -36,11 +36,11 @@ def outcome(fn: Any, scope: dict[str, Any]) -> Any:
 def reference(scope: dict[str, Any]) -> Any:
     uri = scope["path"] + (f"?{scope['query_string'].decode()}" if scope["query_string"]
                            else "")
-    return verify(SECRET, scope["method"], uri, Headers(scope=scope))
+    return verify(KEYS, scope["method"], uri, Headers(scope=scope))
 
 
 def good(**kw: Any) -> list[tuple[str, str]]:
-    return list(signed_headers(SECRET, "GET", URI, **{"account_id": 7, **kw}).items())
+    return list(signed_headers(KEYS, "GET", URI, **{"account_id": 7, **kw}).items())
 
 
 def cases() -> list[list[tuple[str, str]]]:
@@ -67,16 +67,20 @@ def cases() -> list[list[tuple[str, str]]]:
         [*base, ("X-Grants", "admin")],
         [*base, ("X-Request-Id", "again"), ("X-Account-Id", "8")],
         [*base, ("X-Gateway-Signature", sig)],
-        list(signed_headers(SECRET, "GET", URI, account_id=-1).items()),
+        list(signed_headers(KEYS, "GET", URI, account_id=-1).items()),
         [(k, "abc" if k == "X-Account-Id" else v) for k, v in base],
         [("X-Account-Id", "7"), ("X-Gateway-Signature", "ab")],
+        # made for another service (same root, so the same key id): refused
+        list(signed_headers(ContextKeys.for_roots(ROOT_SECRET, "auth"), "GET", URI,
+                            account_id=7).items()),
+        replace("X-Gateway-Signature", "ffffffff:" + sig.partition(":")[2]),
     ]
 
 
 @pytest.mark.parametrize("index", range(len(cases())))
 def test_the_fast_context_check_agrees_with_the_reference(index: int) -> None:
     scope = scope_of(cases()[index])
-    assert outcome(FastContext(SECRET).verify, scope) == outcome(reference, scope)
+    assert outcome(FastContext(KEYS).verify, scope) == outcome(reference, scope)
 
 
 def test_the_fast_context_check_binds_method_and_uri() -> None:
@@ -85,7 +89,7 @@ def test_the_fast_context_check_binds_method_and_uri() -> None:
                   scope_of(good(), uri=f"{BASE}/jane@example.com"),
                   scope_of(good(), uri=f"{BASE}/john@example.com?types=transactional")):
         other["headers"] = scope["headers"]
-        assert outcome(FastContext(SECRET).verify, other) == outcome(reference, other)
+        assert outcome(FastContext(KEYS).verify, other) == outcome(reference, other)
         assert outcome(reference, other)[0] == "error"
 
 
@@ -180,7 +184,7 @@ async def test_answers_equal_those_of_the_starlette_stack(api: Api, both: Any) -
     for sub in (None, 0, 4):
         for method, uri, kw in calls:
             raw = httpx.URL("http://suppression.test" + uri).raw_path.decode()
-            headers = signed_headers(SECRET, method, raw, account_id=api.account_id,
+            headers = signed_headers(KEYS, method, raw, account_id=api.account_id,
                                      subaccount_id=sub)
             got = [await c.request(method, raw, headers=headers, **kw) for c in (fast, plain)]
             assert got[0].status_code == got[1].status_code, (method, uri)

@@ -19,7 +19,7 @@ from services.suppression.app import LookupApp, create_app
 from services.suppression.asgi import LookupHttp
 from services.suppression.config import Config
 from services.suppression.store import Store
-from tests.suppression.conftest import BASE, SECRET, Api, new_account
+from tests.suppression.conftest import BASE, KEYS, Api, new_account
 
 
 class Servers:
@@ -69,7 +69,7 @@ async def servers(config: Config, store: Store,
 
 def request(uri: str, account: int, *, method: str = "GET", extra: str = "",
             version: str = "HTTP/1.1", signed_as: str | None = None) -> bytes:
-    head = signed_headers(SECRET, method, signed_as or uri, account_id=account)
+    head = signed_headers(KEYS, method, signed_as or uri, account_id=account)
     lines = [f"{method} {uri} {version}", "Host: lookup.test",
              *(f"{k}: {v}" for k, v in head.items())]
     if extra:

@@ -11,7 +11,7 @@ import pytest
 
 from services.suppression import worker
 from services.suppression.config import Config
-from tests.suppression.conftest import BASE, Api
+from tests.suppression.conftest import BASE, KEYS, Api
 
 TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "number": (int, float)}
 
@@ -169,7 +169,7 @@ def test_every_route_of_both_services_is_documented(document: dict[str, Any]) ->
     from services.suppression.app import create_app
 
     for role in ("lookup", "list"):
-        app = create_app(Config("postgresql://unused", "s"), role=role)  # type: ignore[arg-type]
+        app = create_app(Config("postgresql://unused", KEYS), role=role)
         for route in app.routes:
             if isinstance(route, Mount | Route) and route.path in ("/healthz", "/app"):
                 continue  # not the API: health, and the web UI's files

@@ -11,16 +11,19 @@ from pathlib import Path
 import httpx
 import pytest
 
+from portcullis import derive
 from portcullis.context import signed_headers
 from portcullis.procs import Proc, free_port
-from tests.suppression.conftest import BASE, SECRET, new_account
+from services.suppression.config import AUDIENCE
+from tests.suppression.conftest import BASE, KEYS, ROOT_SECRET, new_account
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def services(pg_dsn: str, workdir: Path) -> Iterator[dict[str, str]]:
-    env = dict(os.environ, DATABASE_URL=pg_dsn, PORTCULLIS_SIGNING_SECRET=SECRET)
+    env = dict(os.environ, DATABASE_URL=pg_dsn,
+               PORTCULLIS_CONTEXT_KEYS=derive.context_keys_value(ROOT_SECRET, AUDIENCE))
     procs, urls = [], {}
     for role in ("lookup", "list"):
         port = free_port()
@@ -43,7 +46,7 @@ def services(pg_dsn: str, workdir: Path) -> Iterator[dict[str, str]]:
 
 def call(url: str, method: str, path: str, account: int, headers: dict[str, str] | None = None,
          **kw: object) -> httpx.Response:
-    sent = signed_headers(SECRET, method, path, account_id=account) | (headers or {})
+    sent = signed_headers(KEYS, method, path, account_id=account) | (headers or {})
     return httpx.request(method, url + path, headers=sent, timeout=10, **kw)  # type: ignore[arg-type]
 
 
