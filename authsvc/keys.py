@@ -22,6 +22,7 @@ MAX_GRANTS = 64
 MAX_IPS = 64
 MAX_LABEL = 1024
 MAX_GRACE = 30 * 86400
+MAX_SHOWN = 80          # characters of a caller's value an error message repeats
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,18 @@ class CachedKey:
 # -- validation of what callers send
 
 
+def cut(value: Any, limit: int = MAX_SHOWN) -> str:
+    """A caller's value as an error message may repeat it: never unbounded."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def check_grants(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not value or len(value) > MAX_GRANTS:
         raise Invalid(f"`grants` must be a list of 1 to {MAX_GRANTS} grants")
     for grant in value:
         if not isinstance(grant, str) or not GRANT_RE.match(grant):
-            raise Invalid(f"grant {grant!r} is not of the form `<resource>/<action>`")
+            raise Invalid(f"grant {cut(grant)!r} is not of the form `<resource>/<action>`")
     return tuple(dict.fromkeys(value))
 
 
@@ -53,7 +60,8 @@ def check_valid_ips(value: Any) -> tuple[str, ...]:
         try:
             out.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
         except ValueError as exc:
-            raise Invalid(f"`valid_ips` entry {item!r} is not an address or CIDR") from exc
+            raise Invalid(f"`valid_ips` entry {cut(item)!r} is not an address or CIDR"
+                          ) from exc
     return tuple(out)
 
 
@@ -63,16 +71,20 @@ def check_label(value: Any) -> str:
     return value.strip()
 
 
-def check_expires_at(value: Any) -> datetime | None:
+def check_expires_at(value: Any, now: datetime | None = None) -> datetime | None:
+    """None (never expires) or a time still to come: a key born expired is a mistake."""
     if value is None:
         return None
-    if not isinstance(value, str):
+    if not isinstance(value, str) or len(value) > 64:
         raise Invalid("`expires_at` must be an ISO-8601 time")
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
         raise Invalid("`expires_at` must be an ISO-8601 time") from exc
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    if when <= (now or datetime.now(UTC)):
+        raise Invalid(f"`expires_at` {when.isoformat()} is already past")
+    return when
 
 
 def check_grace(value: Any, default: int) -> int:
