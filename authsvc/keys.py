@@ -135,13 +135,16 @@ class KeyService:
 
     # -- the decision's path
 
-    async def principal_for(self, key: str, now: float) -> Principal:
+    async def principal_for(self, key: str, now: float, fresh: bool = False) -> Principal:
+        """The key's principal; `fresh` reads PostgreSQL, not this process's cache (key
+        management acts on what the key is now, not what it was seconds ago)."""
         if not credentials.looks_like_key(key):
             raise deny("key_unknown", "no such API key")
         digest = credentials.key_hash(key)
-        entry = self.cache.get(digest)
+        entry = None if fresh else self.cache.get(digest)
         if entry is None:
-            record = await self._lookups.get(digest)
+            record = (await self.store.keys_by_hash([digest])).get(digest) if fresh else (
+                await self._lookups.get(digest))
             if record is None:
                 raise deny("key_unknown", "no such API key")
             entry = CachedKey(record.hash, record.revoked_at is not None, principal_of(record))
@@ -176,8 +179,12 @@ class KeyService:
         raw, new = self._new(account_id, subaccount_id, label, grants, valid_ips, expires_at)
         return await self.store.insert_key(new), raw
 
-    async def rotate(self, key_id: str, grace_seconds: int) -> tuple[KeyRecord, str]:
-        old = await self.store.key_by_id(key_id)
+    async def rotate(self, key_id: str, grace_seconds: int,
+                     old: KeyRecord | None = None) -> tuple[KeyRecord, str]:
+        """A new key like `old` (read now when not given); refused (409) when the key
+        changed since `old` was read, so what was checked is what the new key gets."""
+        if old is None:
+            old = await self.store.key_by_id(key_id)
         if old is None:
             raise NotFound(f"key {key_id}")
         raw, new = self._new(old.account_id, old.subaccount_id, old.label, old.grants,
@@ -193,12 +200,12 @@ class KeyService:
         if seq is not None:
             await self.events.publish(key_id, seq, reason)
 
-    async def update(self, key_id: str, label: str, grants: tuple[str, ...],
-                     valid_ips: tuple[str, ...]) -> KeyRecord:
-        record, seq = await self.store.update_key(key_id, label, grants, valid_ips)
-        self.forget(key_id)
-        # Gateways drop decisions made under the old grants or networks.
-        await self.events.publish(key_id, seq, "updated")
+    async def update(self, before: KeyRecord, label: str, grants: tuple[str, ...],
+                     valid_ips: tuple[str, ...], expires_at: datetime | None) -> KeyRecord:
+        record, seq = await self.store.update_key(before, label, grants, valid_ips, expires_at)
+        self.forget(before.id)
+        # Gateways drop decisions made under the old grants, networks or expiry.
+        await self.events.publish(before.id, seq, "updated")
         return record
 
     @staticmethod

@@ -44,7 +44,7 @@ class AuthService:
         question = Question.from_body(body)
         try:
             wanted = parse_subaccount(question.subaccount)
-            principal = await self._principal(question.token)
+            principal = await self.principal(question.token)
         except Denial as denial:
             # A guess counts; a request with no credential at all guesses nothing.
             if (denial.status == 401 and denial.reason != "credential_missing"
@@ -62,7 +62,9 @@ class AuthService:
             denial.key_id = principal.key_id
             raise
 
-    async def _principal(self, header: str | None) -> Principal:
+    async def principal(self, header: str | None, *, fresh: bool = False) -> Principal:
+        """Who the Authorization header speaks for, or a Denial saying why nobody. `fresh`
+        bypasses the in-process key cache (key management reads the key as it is now)."""
         try:
             credential = credentials.parse(header)
         except credentials.MalformedCredential as exc:
@@ -74,7 +76,7 @@ class AuthService:
         now = time.time()
         if isinstance(credential, credentials.JwtCredential):
             return await self.tokens.principal_for(credential.token, now)
-        return await self.keys.principal_for(credential.key, now)
+        return await self.keys.principal_for(credential.key, now, fresh=fresh)
 
     async def subaccount_exists(self, account_id: int, subaccount_id: int) -> bool:
         known = self._subaccounts.get((account_id, subaccount_id))

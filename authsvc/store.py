@@ -194,21 +194,46 @@ class Store:
             account_id, everywhere, subaccount_id)
         return [_key(r) for r in rows]
 
-    async def update_key(self, key_id: str, label: str, grants: tuple[str, ...],
-                         valid_ips: tuple[str, ...]) -> tuple[KeyRecord, int]:
-        """Change what a key may do; logged, so gateways drop their cached decisions."""
+    async def update_key(self, before: KeyRecord, label: str, grants: tuple[str, ...],
+                         valid_ips: tuple[str, ...],
+                         expires_at: datetime | None) -> tuple[KeyRecord, int]:
+        """Change what a live, unrotated key may do, provided its grants, networks and
+        expiry are still those of `before` (what the caller's rights were checked against);
+        logged, so gateways drop their cached decisions."""
+        key_id = before.id
         async with self.pool.acquire() as conn, conn.transaction():
             done = await conn.fetchval(
-                "UPDATE auth.api_keys SET label = $2, grants = $3, valid_ips = $4"
-                " WHERE id = $1 RETURNING id", key_id, label, list(grants), list(valid_ips))
+                """UPDATE auth.api_keys SET label = $2, grants = $3, valid_ips = $4,
+                       expires_at = $5
+                   WHERE id = $1 AND revoked_at IS NULL AND rotated_to IS NULL
+                     AND (expires_at IS NULL OR expires_at > now())
+                     AND grants = $6 AND valid_ips = $7
+                     AND expires_at IS NOT DISTINCT FROM $8
+                   RETURNING id""",
+                key_id, label, list(grants), list(valid_ips), expires_at,
+                list(before.grants), list(before.valid_ips), before.expires_at)
             if done is None:
-                raise NotFound(f"key {key_id}")
+                await self._why_unchangeable(conn, key_id)
             seq = await conn.fetchval(
                 "INSERT INTO auth.revocations (key_id, reason) VALUES ($1, 'updated')"
                 " RETURNING seq", key_id)
             record = await self._key_by_id(conn, key_id)
         assert record is not None
         return record, int(seq)
+
+    async def _why_unchangeable(self, conn: Conn, key_id: str) -> None:
+        row = await conn.fetchrow(
+            "SELECT revoked_at, rotated_to, expires_at <= now() AS expired"
+            " FROM auth.api_keys WHERE id = $1", key_id)
+        if row is None:
+            raise NotFound(f"key {key_id}")
+        if row["revoked_at"] is not None:
+            raise Conflict(f"key {key_id} is revoked")
+        if row["expired"]:
+            raise Conflict(f"key {key_id} has expired")
+        if row["rotated_to"] is not None:
+            raise Conflict(f"key {key_id} was rotated to {row['rotated_to']}: change that one")
+        raise Conflict(f"key {key_id} was changed meanwhile: read it again and retry")
 
     async def revoke_key(self, key_id: str, reason: str) -> int | None:
         """Revoke and log; the log's seq, or None when the key was already revoked."""
@@ -228,10 +253,13 @@ class Store:
 
     async def rotate_key(self, old_id: str, new: NewKey,
                          grace_seconds: int) -> tuple[KeyRecord, int]:
-        """Insert `new` and let the old key live `grace_seconds` more; log the rotation."""
+        """Insert `new` and let the old key live `grace_seconds` more; log the rotation.
+        `new` must carry the old key's grants, networks and expiry as they are now (they
+        are what the caller's rights were checked against)."""
         async with self.pool.acquire() as conn, conn.transaction():
             old = await conn.fetchrow(
-                "SELECT revoked_at, rotated_to, expires_at <= now() AS expired"
+                "SELECT revoked_at, rotated_to, expires_at <= now() AS expired, grants,"
+                " valid_ips, expires_at"
                 " FROM auth.api_keys WHERE id = $1 FOR UPDATE", old_id)
             if old is None:
                 raise NotFound(f"key {old_id}")
@@ -241,6 +269,9 @@ class Store:
                 raise Conflict(f"key {old_id} has expired")
             if old["rotated_to"] is not None:
                 raise Conflict(f"key {old_id} was already rotated to {old['rotated_to']}")
+            if (tuple(old["grants"]), tuple(old["valid_ips"]), old["expires_at"]) != (
+                    new.grants, new.valid_ips, new.expires_at):
+                raise Conflict(f"key {old_id} was changed meanwhile: read it again and retry")
             record = await self._insert_key(conn, new)
             await conn.execute(
                 """UPDATE auth.api_keys SET rotated_to = $2,
