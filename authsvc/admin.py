@@ -81,6 +81,7 @@ async def show_key(request: Request) -> Response:
 
 async def revoke_key(request: Request) -> Response:
     runtime = runtime_of(request)
+    # As for customers: the keys it made, transitively, are revoked with it.
     await runtime.keys.revoke(request.path_params["key_id"])
     return Response(status_code=204)
 

@@ -111,7 +111,8 @@ async def create(request: Request) -> Response:
                   else expiry_of(who.principal))
     within_bounds(who.principal, grants, valid_ips, expires_at)
     record, raw = await who.runtime.keys.create(
-        who.ctx.account_id, owner(who.ctx), label, grants, valid_ips, expires_at)
+        who.ctx.account_id, owner(who.ctx), label, grants, valid_ips, expires_at,
+        created_by=who.principal.key_id)
     return JSONResponse({"results": {**view(record), "key": raw}})
 
 

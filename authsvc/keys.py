@@ -23,6 +23,7 @@ MAX_IPS = 64
 MAX_LABEL = 1024
 MAX_GRACE = 30 * 86400
 MAX_SHOWN = 80          # characters of a caller's value an error message repeats
+ADMIN = "admin"         # `created_by` of keys made through the operators' admin API
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ def describe(record: KeyRecord) -> dict[str, Any]:
         "revoked": record.revoked_at is not None,
         "rotated_to": record.rotated_to,
         "created_at": record.created_at.isoformat(),
+        "created_by": record.created_by,
     }
 
 
@@ -175,9 +177,14 @@ class KeyService:
 
     async def create(self, account_id: int, subaccount_id: int | None, label: str,
                      grants: tuple[str, ...], valid_ips: tuple[str, ...],
-                     expires_at: datetime | None) -> tuple[KeyRecord, str]:
-        raw, new = self._new(account_id, subaccount_id, label, grants, valid_ips, expires_at)
-        return await self.store.insert_key(new), raw
+                     expires_at: datetime | None,
+                     created_by: str = ADMIN) -> tuple[KeyRecord, str]:
+        """A new key. `created_by` is the maker's id; when it is an API key, that key must
+        still be live as the new one is inserted."""
+        raw, new = self._new(account_id, subaccount_id, label, grants, valid_ips, expires_at,
+                             created_by)
+        maker_key = created_by if credentials.is_key_id(created_by) else None
+        return await self.store.insert_key(new, maker_key), raw
 
     async def rotate(self, key_id: str, grace_seconds: int,
                      old: KeyRecord | None = None) -> tuple[KeyRecord, str]:
@@ -188,17 +195,21 @@ class KeyService:
         if old is None:
             raise NotFound(f"key {key_id}")
         raw, new = self._new(old.account_id, old.subaccount_id, old.label, old.grants,
-                             old.valid_ips, old.expires_at)
+                             old.valid_ips, old.expires_at, old.created_by)
         record, seq = await self.store.rotate_key(key_id, new, grace_seconds)
         self.forget(key_id)
         await self.events.publish(key_id, seq, "rotated")
         return record, raw
 
-    async def revoke(self, key_id: str, reason: str = "revoked") -> None:
-        seq = await self.store.revoke_key(key_id, reason)
+    async def revoke(self, key_id: str, reason: str = "revoked") -> list[str]:
+        """Revoke the key and every live key it made, transitively (a leaked key's children
+        are its finder's way back in); the ids revoked now."""
+        revoked = await self.store.revoke_key(key_id, reason)
         self.forget(key_id)
-        if seq is not None:
-            await self.events.publish(key_id, seq, reason)
+        for revoked_id, seq, why in revoked:
+            self.forget(revoked_id)
+            await self.events.publish(revoked_id, seq, why)
+        return [revoked_id for revoked_id, _, _ in revoked]
 
     async def update(self, before: KeyRecord, label: str, grants: tuple[str, ...],
                      valid_ips: tuple[str, ...], expires_at: datetime | None) -> KeyRecord:
@@ -211,9 +222,9 @@ class KeyService:
     @staticmethod
     def _new(account_id: int, subaccount_id: int | None, label: str,
              grants: tuple[str, ...], valid_ips: tuple[str, ...],
-             expires_at: datetime | None) -> tuple[str, NewKey]:
+             expires_at: datetime | None, created_by: str | None) -> tuple[str, NewKey]:
         raw = credentials.new_key()
         return raw, NewKey(
             id=credentials.new_key_id(), account_id=account_id, subaccount_id=subaccount_id,
             label=label, prefix=credentials.key_prefix(raw), hash=credentials.key_hash(raw),
-            grants=grants, valid_ips=valid_ips, expires_at=expires_at)
+            grants=grants, valid_ips=valid_ips, expires_at=expires_at, created_by=created_by)

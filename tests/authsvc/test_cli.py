@@ -36,7 +36,7 @@ async def test_the_cli_creates_accounts_subaccounts_keys_and_issuers_and_revokes
     await run(api, capsys, "revoke-key", rotated["id"])
     assert (await api.authorize(rotated["key"])).json()["reason"] == "key_revoked"
     shown = await run(api, capsys, "show-key", rotated["id"])
-    assert shown["revoked"] is True and "key" not in shown
+    assert shown["revoked"] is True and "key" not in shown and shown["created_by"] == "admin"
     pem = tmp_path / "idp.pem"
     pem.write_text(public_pem(rsa_key()))
     issuer = await run(api, capsys, "create-issuer", "--name", unique("idp"), "--issuer",

@@ -1,9 +1,10 @@
 """Delegation never widens: who the caller is (its forwarded credential, read fresh and matched
-with the signed context), and the bounds a key it makes, changes or rotates stays within
-(grants, networks, expiry)."""
+with the signed context), the bounds a key it makes, changes or rotates stays within
+(grants, networks, expiry), who made each key, and revocation of what a revoked key made."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,13 +13,15 @@ from typing import Any
 import pytest
 
 from tests.authsvc.callers import (
+    ALL,
     MANAGE,
     PATH,
     Caller,
     jwt_caller,
     key_caller,
+    of_key,
 )
-from tests.authsvc.conftest import Api, expire, sql
+from tests.authsvc.conftest import Api, base_config, expire, running, sql, status_of, until
 from tests.authsvc.jwtfix import SECRET, Issuer, add_issuer
 
 VIEW = "suppression_lists/view"
@@ -198,6 +201,7 @@ async def test_a_restricted_key_creates_no_key_wider_than_itself(
         assert len(description) < 400  # long input is cut, never echoed whole
     else:
         made = r.json()["results"]
+        assert made["created_by"] == world.restricted.key_id
         assert when(made["expires_at"]) is not None
         assert when(made["expires_at"]) <= world.expires  # type: ignore[operator]
 
@@ -245,6 +249,7 @@ async def test_a_jwt_caller_is_bounded_by_its_exp(world: World) -> None:
                         exp=exp, grants=[MANAGE, VIEW])
     made = await caller.made([VIEW])
     assert when(made["expires_at"]) == datetime.fromtimestamp(exp, UTC)
+    assert made["created_by"] == f"jwt:{world.issuer.name}:deployer"
     # not one second past exp (the verification leeway does not lengthen the token)
     after = datetime.fromtimestamp(exp + 1, UTC).isoformat()
     for asked in ({"expires_at": None}, {"expires_at": after}):
@@ -343,7 +348,7 @@ async def test_a_key_rotated_by_a_customer_keeps_its_bounds_and_is_shown_once(
     assert r.status_code == 201, r.text
     new = r.json()["results"]
     assert len(new["key"]) == 40 and new["id"] != old["id"]
-    for name in ("grants", "valid_ips", "expires_at", "label", "subaccount_id"):
+    for name in ("grants", "valid_ips", "expires_at", "label", "subaccount_id", "created_by"):
         assert new[name] == old[name], name
     assert (await api.authorize(new["key"], client_ip="10.1.2.3")).status_code == 200
     grace = await api.authorize(old["key"], client_ip="10.1.2.3")
@@ -375,3 +380,147 @@ async def test_a_rotation_with_a_bad_grace_is_400(world: World, grace: Any) -> N
     target = await world.free.made([VIEW])
     r = await world.free.call("POST", f"{PATH}/{target['id']}/rotate", {"grace_seconds": grace})
     assert r.status_code == 400, r.text
+
+
+# -- who made each key, and revocation of what a revoked key made
+
+
+async def test_each_key_records_who_made_it(api: Api, world: World) -> None:
+    by_admin = await api.key(world.account, [VIEW])
+    assert by_admin["created_by"] == "admin"
+    made = await world.free.made([VIEW])
+    assert made["created_by"] == world.free.key_id
+    shown = (await api.admin("GET", f"/admin/keys/{made['id']}")).json()["results"]
+    assert shown["created_by"] == world.free.key_id
+    listed = (await world.free.call("GET", PATH)).json()["results"]
+    assert {k["id"]: k["created_by"] for k in listed}[made["id"]] == world.free.key_id
+
+
+async def test_a_rotation_hands_the_old_keys_children_to_the_new_key(
+        api: Api, world: World) -> None:
+    parent = of_key(api, world.account, await world.free.made(list(ALL)))
+    child = await parent.made([VIEW])
+    r = await parent.call("POST", f"{PATH}/{parent.key_id}/rotate", {"grace_seconds": 60})
+    assert r.status_code == 201, r.text
+    successor = r.json()["results"]
+    assert successor["created_by"] == world.free.key_id  # the old key's maker
+    shown = (await api.admin("GET", f"/admin/keys/{child['id']}")).json()["results"]
+    assert shown["created_by"] == successor["id"]
+    # revoking the successor reaches the child it inherited
+    assert (await api.admin("DELETE", f"/admin/keys/{successor['id']}")).status_code == 204
+    assert await status_of(api, child["key"]) == (401, "key_revoked")
+
+
+@dataclass
+class Family:
+    root: Caller       # made by the admin API
+    parent: Caller     # made by root
+    child: Caller      # made by parent
+    grandchild: dict[str, Any]
+
+
+async def family(api: Api, account: int) -> Family:
+    root = await key_caller(api, account)
+    parent = of_key(api, account, await root.made(list(ALL)))
+    child = of_key(api, account, await parent.made(list(ALL)))
+    grandchild = await child.made([VIEW])
+    return Family(root, parent, child, grandchild)
+
+
+async def reasons(pg_dsn: str, key_ids: list[str]) -> dict[str, list[str]]:
+    rows = await sql(pg_dsn, "SELECT key_id, reason FROM auth.revocations"
+                             " WHERE key_id = ANY($1) ORDER BY seq", key_ids)
+    out: dict[str, list[str]] = {}
+    for row in rows:
+        out.setdefault(row["key_id"], []).append(row["reason"])
+    return out
+
+
+async def test_revoking_a_key_revokes_three_generations_below_it_logged_and_announced(
+        api: Api, pg_dsn: str, redis_url: str, world: World,
+        revocation_events: list[dict[str, Any]]) -> None:
+    fam = await family(api, world.account)
+    other = await key_caller(api, world.account, grants=(MANAGE, VIEW))
+    # another instance, caching keys for an hour: only the events can make it forget
+    config = base_config(pg_dsn, redis_url=redis_url, key_cache_ttl=3600.0)
+    async with running(config) as peer:
+        for key in (fam.parent.authorization, fam.child.authorization, fam.grandchild["key"]):
+            assert (await status_of(peer, str(key)))[0] == 200
+        before = (await api.client.get(api.base + "/v1/revocations?since=0")).json()["seq"]
+        r = await fam.root.call("DELETE", f"{PATH}/{fam.parent.key_id}")
+        assert r.status_code == 204
+        below = [fam.child.key_id, fam.grandchild["id"]]
+        for key in (fam.parent.authorization, fam.child.authorization, fam.grandchild["key"]):
+            assert await status_of(api, str(key)) == (401, "key_revoked")
+
+        async def forgotten() -> bool:
+            for key in (fam.parent.authorization, fam.child.authorization,
+                        fam.grandchild["key"]):
+                if await status_of(peer, str(key)) != (401, "key_revoked"):
+                    return False
+            return True
+
+        await until(forgotten)
+    assert (await status_of(api, str(fam.root.authorization)))[0] == 200
+    assert (await status_of(api, str(other.authorization)))[0] == 200
+    log = (await api.client.get(api.base + f"/v1/revocations?since={before}")).json()
+    assert {fam.parent.key_id, *below} <= set(log["key_ids"])
+    assert await reasons(pg_dsn, [fam.parent.key_id, *below]) == {
+        fam.parent.key_id: ["revoked"],
+        fam.child.key_id: ["parent_revoked"],
+        fam.grandchild["id"]: ["parent_revoked"]}
+
+    async def announced() -> bool:
+        seen = {(e["key_id"], e["reason"]) for e in revocation_events}
+        return {(fam.parent.key_id, "revoked"), (fam.child.key_id, "parent_revoked"),
+                (fam.grandchild["id"], "parent_revoked")} <= seen
+
+    await until(announced)
+
+
+async def test_the_admin_api_revokes_what_a_key_made_too(
+        api: Api, pg_dsn: str, world: World) -> None:
+    fam = await family(api, world.account)
+    assert (await api.admin("DELETE", f"/admin/keys/{fam.root.key_id}")).status_code == 204
+    for key in (fam.root.authorization, fam.parent.authorization, fam.child.authorization,
+                fam.grandchild["key"]):
+        assert await status_of(api, str(key)) == (401, "key_revoked")
+    logged = await reasons(pg_dsn, [fam.root.key_id, fam.grandchild["id"]])
+    assert logged == {fam.root.key_id: ["revoked"], fam.grandchild["id"]: ["parent_revoked"]}
+
+
+async def test_a_dead_descendant_is_not_revoked_again_but_what_it_made_is(
+        api: Api, pg_dsn: str, world: World) -> None:
+    fam = await family(api, world.account)
+    await expire(pg_dsn, fam.child.key_id)    # the middle generation expired meanwhile
+    assert (await api.admin("DELETE", f"/admin/keys/{fam.parent.key_id}")).status_code == 204
+    logged = await reasons(pg_dsn, [fam.child.key_id, fam.grandchild["id"]])
+    assert logged == {fam.grandchild["id"]: ["parent_revoked"]}
+
+
+async def test_a_key_made_while_its_makers_family_is_revoked_does_not_survive_it(
+        api: Api, world: World) -> None:
+    for _ in range(5):
+        fam = await family(api, world.account)
+        revoked, made = await asyncio.gather(
+            api.admin("DELETE", f"/admin/keys/{fam.root.key_id}"), fam.child.create([VIEW]))
+        assert revoked.status_code == 204
+        assert made.status_code in (200, 401), made.text
+        if made.status_code == 200:
+            assert await status_of(api, made.json()["results"]["key"]) == (401, "key_revoked")
+
+
+async def test_overlapping_revocations_both_succeed(api: Api, world: World) -> None:
+    for _ in range(5):
+        fam = await family(api, world.account)
+        answers = await asyncio.gather(*(
+            api.admin("DELETE", f"/admin/keys/{key_id}")
+            for key_id in (fam.root.key_id, fam.child.key_id, fam.parent.key_id)))
+        assert [a.status_code for a in answers] == [204, 204, 204]
+        assert await status_of(api, fam.grandchild["key"]) == (401, "key_revoked")
+
+
+async def test_a_revoked_key_can_make_nothing_more(api: Api, world: World) -> None:
+    fam = await family(api, world.account)
+    assert (await api.admin("DELETE", f"/admin/keys/{fam.parent.key_id}")).status_code == 204
+    assert (await fam.child.create([VIEW])).status_code == 401
