@@ -179,12 +179,12 @@ class KeyService:
                      grants: tuple[str, ...], valid_ips: tuple[str, ...],
                      expires_at: datetime | None,
                      created_by: str = ADMIN) -> tuple[KeyRecord, str]:
-        """A new key. `created_by` is the maker's id; when it is an API key, that key must
-        still be live as the new one is inserted."""
+        """A new key, within the account's cap. `created_by` is the maker's id; when it is
+        an API key, that key must still be live as the new one is inserted."""
         raw, new = self._new(account_id, subaccount_id, label, grants, valid_ips, expires_at,
                              created_by)
         maker_key = created_by if credentials.is_key_id(created_by) else None
-        return await self.store.insert_key(new, maker_key), raw
+        return await self.store.insert_key(new, self.config.max_keys, maker_key), raw
 
     async def rotate(self, key_id: str, grace_seconds: int,
                      old: KeyRecord | None = None) -> tuple[KeyRecord, str]:

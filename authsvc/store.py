@@ -10,7 +10,7 @@ from typing import Any, TypeAlias
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from authsvc.errors import Conflict, Invalid, NotFound, Unauthorized
+from authsvc.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from portcullis.db import create_pool
 
 
@@ -133,13 +133,13 @@ class Store:
 
     # -- accounts and subaccounts
 
-    async def create_account(self, name: str,
-                             rate_limits: list[dict[str, Any]] | None) -> dict[str, Any]:
+    async def create_account(self, name: str, rate_limits: list[dict[str, Any]] | None,
+                             max_keys: int | None = None) -> dict[str, Any]:
         try:
             row = await self.pool.fetchrow(
-                "INSERT INTO auth.accounts (name, rate_limits) VALUES ($1, $2::jsonb)"
-                " RETURNING id, name",
-                name, None if rate_limits is None else json.dumps(rate_limits))
+                "INSERT INTO auth.accounts (name, rate_limits, max_keys)"
+                " VALUES ($1, $2::jsonb, $3) RETURNING id, name, max_keys",
+                name, None if rate_limits is None else json.dumps(rate_limits), max_keys)
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(f"an account named {name!r} exists") from exc
         assert row is not None
@@ -165,17 +165,37 @@ class Store:
 
     # -- keys
 
-    async def insert_key(self, key: NewKey, maker_key: str | None = None) -> KeyRecord:
-        """Insert a new key. `maker_key`, the API key making it, must still be live: it is
-        locked, so a revocation running now either sees the new key as its descendant or
-        makes this insert fail."""
+    async def insert_key(self, key: NewKey, max_keys: int,
+                         maker_key: str | None = None) -> KeyRecord:
+        """Insert a new key unless the account already holds its cap of live keys (the
+        account's `max_keys`, else `max_keys`). `maker_key`, the API key making it, must
+        still be live: it is locked, so a revocation running now either sees the new key
+        as its descendant or makes this insert fail."""
         async with self.pool.acquire() as conn, conn.transaction():
+            # The account row's lock serialises creations in one account: the count
+            # below cannot be overtaken by a concurrent insert. NO KEY UPDATE, not UPDATE:
+            # it must not block the foreign-key checks (KEY SHARE) of a rotation's insert,
+            # which may hold the very key this insert locks next (a deadlock).
+            cap = await conn.fetchrow(
+                "SELECT coalesce(max_keys, $2) AS cap FROM auth.accounts WHERE id = $1"
+                " FOR NO KEY UPDATE", key.account_id, max_keys)
+            if cap is None:
+                raise Invalid(f"account {key.account_id} does not exist")
             if maker_key is not None:
                 maker = await conn.fetchrow(
                     "SELECT revoked_at, expires_at <= now() AS expired FROM auth.api_keys"
                     " WHERE id = $1 FOR SHARE", maker_key)
                 if maker is None or maker["revoked_at"] is not None or maker["expired"]:
                     raise Unauthorized("the calling API key was revoked or has expired")
+            live = await conn.fetchval(
+                """SELECT count(*) FROM auth.api_keys WHERE account_id = $1
+                   AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())""",
+                key.account_id)
+            if live >= cap["cap"]:
+                raise Forbidden(
+                    f"this account holds {live:,} live API keys, its limit is "
+                    f"{cap['cap']:,}: revoke keys no longer used (DELETE /api/v1/api-keys/"
+                    "{id}), or ask the operator to raise the account's max_keys")
             return await self._insert_key(conn, key)
 
     async def _insert_key(self, conn: Conn, key: NewKey) -> KeyRecord:

@@ -24,7 +24,8 @@ async def run(api: Api, capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
 
 async def test_the_cli_creates_accounts_subaccounts_keys_and_issuers_and_revokes(
         api: Api, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    account = await run(api, capsys, "create-account", unique("cli"))
+    account = await run(api, capsys, "create-account", unique("cli"), "--max-keys", "10")
+    assert account["max_keys"] == 10
     sub = await run(api, capsys, "create-subaccount", str(account["id"]), "eu")
     key = await run(api, capsys, "create-key", str(account["id"]), "--subaccount",
                     str(sub["id"]), "--grant", "suppression_lists/view", "--valid-ip",

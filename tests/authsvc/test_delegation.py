@@ -1,6 +1,7 @@
 """Delegation never widens: who the caller is (its forwarded credential, read fresh and matched
 with the signed context), the bounds a key it makes, changes or rotates stays within
-(grants, networks, expiry), who made each key, and revocation of what a revoked key made."""
+(grants, networks, expiry), who made each key, revocation of what a revoked key made, and
+the cap on an account's live keys."""
 
 from __future__ import annotations
 
@@ -524,3 +525,69 @@ async def test_a_revoked_key_can_make_nothing_more(api: Api, world: World) -> No
     fam = await family(api, world.account)
     assert (await api.admin("DELETE", f"/admin/keys/{fam.parent.key_id}")).status_code == 204
     assert (await fam.child.create([VIEW])).status_code == 401
+
+
+# -- the cap on live keys
+
+
+async def test_an_account_holds_at_most_max_keys_live_keys(
+        api: Api, pg_dsn: str) -> None:
+    account = await api.account(max_keys=4)
+    caller = await key_caller(api, account)               # 1
+    first = await caller.made([VIEW])                       # 2
+    await caller.made([VIEW])                               # 3
+    await api.key(account, [VIEW])                          # 4 (admin)
+    r = await caller.create([VIEW])
+    assert r.status_code == 403
+    assert "limit is 4" in refusal(r) and "revoke" in refusal(r)
+    r = await api.admin("POST", "/admin/keys", {"account_id": account, "label": "x",
+                                                "grants": [VIEW]})
+    assert r.status_code == 403 and "limit is 4" in refusal(r)
+    # a rotation never counts: a compromised key must always be rotatable
+    r = await caller.call("POST", f"{PATH}/{first['id']}/rotate", {"grace_seconds": 3600})
+    assert r.status_code == 201, r.text
+    # a revoked or an expired key frees its place
+    assert (await caller.call("DELETE", f"{PATH}/{r.json()['results']['id']}")).status_code \
+        == 204
+    await expire(pg_dsn, first["id"])   # the old one, in its grace period
+    assert (await caller.create([VIEW])).status_code == 200
+    assert (await caller.create([VIEW])).status_code == 403
+
+
+async def test_concurrent_creations_at_the_cap_let_exactly_one_in(api: Api) -> None:
+    for _ in range(3):
+        account = await api.account(max_keys=3)
+        caller = await key_caller(api, account)
+        await caller.made([VIEW])                           # 2 of 3
+        answers = await asyncio.gather(caller.create([VIEW]), caller.create([VIEW]))
+        assert sorted(a.status_code for a in answers) == [200, 403]
+        listed = (await caller.call("GET", PATH)).json()["results"]
+        assert len(listed) == 3
+
+
+async def test_the_default_cap_comes_from_the_service_settings(
+        api: Api, pg_dsn: str) -> None:
+    async with running(base_config(pg_dsn, max_keys=2)) as capped:
+        account = await capped.account()
+        await capped.key(account, [VIEW])
+        await capped.key(account, [VIEW])
+        r = await capped.admin("POST", "/admin/keys", {"account_id": account, "label": "x",
+                                                       "grants": [VIEW]})
+        assert r.status_code == 403 and "limit is 2" in refusal(r)
+        roomy = await capped.account(max_keys=3)
+        for _ in range(3):
+            await capped.key(roomy, [VIEW])
+
+
+@pytest.mark.parametrize(("max_keys", "status"), [
+    (None, 201), (1, 201), (1_000_000, 201),
+    (0, 400), (-1, 400), (1_000_001, 400), ("5", 400), (1.5, 400), (True, 400),
+])
+async def test_max_keys_is_a_whole_number_up_to_a_million(
+        api: Api, max_keys: Any, status: int) -> None:
+    r = await api.admin("POST", "/admin/accounts", {"name": f"cap-{time.time_ns()}",
+                                                    "max_keys": max_keys})
+    assert r.status_code == status, r.text
+    if status == 201:
+        assert r.json()["results"]["max_keys"] == max_keys
+
