@@ -15,6 +15,8 @@ from authsvc.issuers import check_issuer, describe_issuer
 from authsvc.runtime import Runtime
 from authsvc.web import json_object, path_int, whole_number
 
+MAX_KEYS = 1_000_000  # the highest per-account cap on live keys an operator may set
+
 
 def runtime_of(request: Request) -> Runtime:
     """The runtime, once the caller has shown the admin token."""
@@ -38,6 +40,16 @@ def name_of(body: dict[str, Any]) -> str:
     return name.strip()
 
 
+def max_keys_of(body: dict[str, Any]) -> int | None:
+    """The account's cap on live keys; None: the service's default (AUTHSVC_MAX_KEYS)."""
+    value = body.get("max_keys")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_KEYS:
+        raise Invalid(f"`max_keys` must be a whole number from 1 to {MAX_KEYS:,}, or null")
+    return value
+
+
 async def create_account(request: Request) -> Response:
     runtime = runtime_of(request)
     body = await json_object(request)
@@ -45,7 +57,8 @@ async def create_account(request: Request) -> Response:
     if limits is not None and not (isinstance(limits, list)
                                    and all(isinstance(x, dict) for x in limits)):
         raise Invalid("`rate_limits` must be a list of objects")
-    return results(await runtime.store.create_account(name_of(body), limits), 201)
+    account = await runtime.store.create_account(name_of(body), limits, max_keys_of(body))
+    return results(account, 201)
 
 
 async def create_subaccount(request: Request) -> Response:
@@ -81,6 +94,7 @@ async def show_key(request: Request) -> Response:
 
 async def revoke_key(request: Request) -> Response:
     runtime = runtime_of(request)
+    # As for customers: the keys it made, transitively, are revoked with it.
     await runtime.keys.revoke(request.path_params["key_id"])
     return Response(status_code=204)
 

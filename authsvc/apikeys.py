@@ -1,9 +1,11 @@
 """Customers' key management, SparkPost-compatible, reached through the gateway:
-`/api/v1/api-keys`. The caller is the signed gateway context; a key never makes or grants
-more than it holds itself."""
+`/api/v1/api-keys`. The caller is the credential the gateway forwards, read fresh and
+matched against the signed gateway context; a key never makes, changes or rotates a key
+wider than itself (authsvc/delegation.py)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -11,20 +13,55 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from authsvc import keys as keyrules
-from authsvc.errors import Forbidden, NotFound
+from authsvc.decision import Principal
+from authsvc.delegation import expiry_of, may_manage, networks_of, within_bounds
+from authsvc.errors import Denial, Forbidden, NotFound, Unauthorized
 from authsvc.runtime import Runtime
 from authsvc.store import KeyRecord
 from authsvc.web import json_object
 from portcullis.context import Context
+from portcullis.errors import APIError
 
 MANAGE = "api_keys/manage"
 
 
-def caller(request: Request) -> tuple[Runtime, Context]:
+@dataclass(frozen=True)
+class Caller:
+    runtime: Runtime
+    ctx: Context            # what the gateway signed: account, acting subaccount, key id
+    principal: Principal    # the credential as it is now: grants, networks, expiry
+
+
+async def principal_of(runtime: Runtime, header: str | None) -> Principal:
+    if header is None or not header.strip():
+        raise Unauthorized("key management needs the caller's credential (the gateway "
+                           "forwards its Authorization header on this route)")
+    try:
+        return await runtime.auth.principal(header, fresh=True)
+    except Denial as denial:
+        description = denial.entries[0]["description"]
+        if denial.status == 401:
+            raise Unauthorized(f"the caller's credential is refused: {description}") from denial
+        raise APIError(denial.status, denial.entries[0]["message"], description) from denial
+
+
+def matches(ctx: Context, principal: Principal) -> bool:
+    """The forwarded credential is the one the gateway decided about."""
+    if (principal.key_id, principal.account_id) != (ctx.key_id, ctx.account_id):
+        return False
+    # A subaccount's credential always acts for its subaccount (decision.acting_subaccount).
+    return principal.subaccount_id is None or ctx.subaccount_id == principal.subaccount_id
+
+
+async def caller(request: Request) -> Caller:
+    runtime: Runtime = request.app.state.runtime
     ctx: Context = request.state.context
-    if not ctx.has_grant(MANAGE):
+    principal = await principal_of(runtime, request.headers.get("authorization"))
+    if not matches(ctx, principal):
+        raise Unauthorized("the credential does not match the gateway context")
+    if not (ctx.has_grant(MANAGE) and MANAGE in principal.grants):
         raise Forbidden(f"managing API keys needs the grant {MANAGE}")
-    return request.app.state.runtime, ctx
+    return Caller(runtime, ctx, principal)
 
 
 def owner(ctx: Context) -> int | None:
@@ -40,22 +77,6 @@ def in_scope(ctx: Context, record: KeyRecord) -> bool:
     return record.subaccount_id == (ctx.subaccount_id or None)
 
 
-def holds(ctx: Context, grant: str) -> bool:
-    """Held outright, or a `view` covered by the same resource's `manage` (which already
-    allows every read): giving a read-only key is no escalation."""
-    if grant in ctx.grants:
-        return True
-    resource, _, action = grant.rpartition("/")
-    return action == "view" and f"{resource}/manage" in ctx.grants
-
-
-def at_most_held(ctx: Context, grants: tuple[str, ...]) -> tuple[str, ...]:
-    extra = [g for g in grants if not holds(ctx, g)]
-    if extra:
-        raise Forbidden(f"a key cannot grant what it does not hold: {', '.join(extra)}")
-    return grants
-
-
 def view(record: KeyRecord) -> dict[str, Any]:
     shown = keyrules.describe(record)
     for hidden in ("account_id", "revoked", "rotated_to"):
@@ -63,54 +84,80 @@ def view(record: KeyRecord) -> dict[str, Any]:
     return shown
 
 
-async def one_key(runtime: Runtime, ctx: Context, key_id: str) -> KeyRecord:
-    record = await runtime.store.key_by_id(key_id)
-    if record is None or not in_scope(ctx, record):
-        raise NotFound(f"API key {key_id}")
+async def one_key(who: Caller, key_id: str) -> KeyRecord:
+    record = await who.runtime.store.key_by_id(key_id)
+    if record is None or not in_scope(who.ctx, record):
+        raise NotFound(f"API key {keyrules.cut(key_id)}")
     return record
 
 
+async def managed_key(request: Request) -> tuple[Caller, KeyRecord]:
+    """The caller and the key it names, which it may manage (in scope, no grant it lacks)."""
+    who = await caller(request)
+    record = await one_key(who, request.path_params["key_id"])
+    may_manage(who.principal, record)
+    return who, record
+
+
 async def create(request: Request) -> Response:
-    runtime, ctx = caller(request)
+    who = await caller(request)
     body = await json_object(request)
-    grants = at_most_held(ctx, keyrules.check_grants(body.get("grants")))
-    record, raw = await runtime.keys.create(
-        ctx.account_id, owner(ctx), keyrules.check_label(body.get("label")), grants,
-        keyrules.check_valid_ips(body.get("valid_ips")),
-        keyrules.check_expires_at(body.get("expires_at")))
+    label = keyrules.check_label(body.get("label"))
+    grants = keyrules.check_grants(body.get("grants"))
+    # Left out, networks and expiry are the caller's own: the widest key it may give.
+    valid_ips = (keyrules.check_valid_ips(body["valid_ips"]) if "valid_ips" in body
+                 else networks_of(who.principal))
+    expires_at = (keyrules.check_expires_at(body["expires_at"]) if "expires_at" in body
+                  else expiry_of(who.principal))
+    within_bounds(who.principal, grants, valid_ips, expires_at)
+    record, raw = await who.runtime.keys.create(
+        who.ctx.account_id, owner(who.ctx), label, grants, valid_ips, expires_at,
+        created_by=who.principal.key_id)
     return JSONResponse({"results": {**view(record), "key": raw}})
 
 
 async def list_keys(request: Request) -> Response:
-    runtime, ctx = caller(request)
-    records = await runtime.store.list_keys(ctx.account_id, owner(ctx),
-                                            everywhere=ctx.subaccount_id is None)
+    who = await caller(request)
+    records = await who.runtime.store.list_keys(who.ctx.account_id, owner(who.ctx),
+                                                everywhere=who.ctx.subaccount_id is None)
     return JSONResponse({"results": [view(r) for r in records]})
 
 
 async def show(request: Request) -> Response:
-    runtime, ctx = caller(request)
-    record = await one_key(runtime, ctx, request.path_params["key_id"])
+    who = await caller(request)
+    record = await one_key(who, request.path_params["key_id"])
     return JSONResponse({"results": view(record)})
 
 
 async def update(request: Request) -> Response:
-    runtime, ctx = caller(request)
-    record = await one_key(runtime, ctx, request.path_params["key_id"])
+    who, record = await managed_key(request)
     body = await json_object(request)
+    # Left out, a field keeps the key's value; the key as changed must still be within
+    # the caller's bounds (a restricted caller cannot lift valid_ips or extend a key).
     label = keyrules.check_label(body["label"]) if "label" in body else record.label
-    grants = (at_most_held(ctx, keyrules.check_grants(body["grants"]))
-              if "grants" in body else record.grants)
-    valid_ips = (keyrules.check_valid_ips(body["valid_ips"])
-                 if "valid_ips" in body else record.valid_ips)
-    updated = await runtime.keys.update(record.id, label, grants, valid_ips)
+    grants = keyrules.check_grants(body["grants"]) if "grants" in body else record.grants
+    valid_ips = (keyrules.check_valid_ips(body["valid_ips"]) if "valid_ips" in body
+                 else record.valid_ips)
+    expires_at = (keyrules.check_expires_at(body["expires_at"]) if "expires_at" in body
+                  else record.expires_at)
+    within_bounds(who.principal, grants, valid_ips, expires_at)
+    updated = await who.runtime.keys.update(record, label, grants, valid_ips, expires_at)
     return JSONResponse({"results": view(updated)})
 
 
+async def rotate(request: Request) -> Response:
+    who, record = await managed_key(request)
+    body = await json_object(request)
+    grace = keyrules.check_grace(body.get("grace_seconds"), who.runtime.config.rotation_grace)
+    # The new key is the old one's copy: rotating a key wider than the caller would give it.
+    within_bounds(who.principal, record.grants, record.valid_ips, record.expires_at)
+    new, raw = await who.runtime.keys.rotate(record.id, grace, old=record)
+    return JSONResponse({"results": {**view(new), "key": raw}}, status_code=201)
+
+
 async def delete(request: Request) -> Response:
-    runtime, ctx = caller(request)
-    record = await one_key(runtime, ctx, request.path_params["key_id"])
-    await runtime.keys.revoke(record.id)
+    who, record = await managed_key(request)
+    await who.runtime.keys.revoke(record.id)
     return Response(status_code=204)
 
 
@@ -120,4 +167,5 @@ routes = [
     Route("/api/v1/api-keys/{key_id}", show, methods=["GET"]),
     Route("/api/v1/api-keys/{key_id}", update, methods=["PUT"]),
     Route("/api/v1/api-keys/{key_id}", delete, methods=["DELETE"]),
+    Route("/api/v1/api-keys/{key_id}/rotate", rotate, methods=["POST"]),
 ]

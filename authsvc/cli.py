@@ -1,6 +1,6 @@
 """Operators' command line over the admin API.
 
-    python -m authsvc.cli create-account acme
+    python -m authsvc.cli create-account acme [--max-keys 5000]
     python -m authsvc.cli create-subaccount 12 acme-eu
     python -m authsvc.cli create-key 12 --grant suppression_lists/manage --label deploy
     python -m authsvc.cli rotate-key k_3f9a... --grace 3600
@@ -34,6 +34,8 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("create-account", help="create an account")
     c.add_argument("name")
     c.add_argument("--rate-limits", help="the plan's rate limits, as JSON")
+    c.add_argument("--max-keys", type=int, help="live keys it may hold (default: the "
+                   "service's AUTHSVC_MAX_KEYS)")
 
     c = sub.add_parser("create-subaccount", help="create a subaccount of an account")
     c.add_argument("account_id", type=int)
@@ -75,6 +77,8 @@ def request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]:
         body: dict[str, Any] = {"name": args.name}
         if args.rate_limits:
             body["rate_limits"] = json.loads(args.rate_limits)
+        if args.max_keys is not None:
+            body["max_keys"] = args.max_keys
         return "POST", "/admin/accounts", body
     if args.command == "create-subaccount":
         return "POST", f"/admin/accounts/{args.account_id}/subaccounts", {"name": args.name}

@@ -39,6 +39,7 @@ class Config:
     default_rate_limits: list[dict[str, Any]] = field(
         default_factory=lambda: [dict(r) for r in DEFAULT_RATE_LIMITS])
     rotation_grace: int = 3600     # seconds a rotated key keeps working by default
+    max_keys: int = 1000           # live keys an account may hold, unless it says otherwise
     pool_min: int = 2
     pool_max: int = 10
 
@@ -73,6 +74,7 @@ class Config:
             default_rate_limits=json.loads(limits) if limits else
             [dict(r) for r in DEFAULT_RATE_LIMITS],
             rotation_grace=int(e.get("AUTHSVC_ROTATION_GRACE", "3600")),
+            max_keys=int(e.get("AUTHSVC_MAX_KEYS", "1000")),
             pool_min=int(e.get("AUTHSVC_POOL_MIN", "2")),
             pool_max=int(e.get("AUTHSVC_POOL_MAX", "10")),
         )

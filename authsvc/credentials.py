@@ -15,6 +15,7 @@ KEY_BYTES = 20          # 160 bits from the OS's CSPRNG, written as 40 hex chara
 PREFIX_LEN = 4          # SparkPost's `short_key`
 MAX_TOKEN = 8192        # an Authorization header over 8 KB is refused unread
 KEY_RE = re.compile(r"^[0-9a-f]{40}$")
+KEY_ID_PREFIX = "k_"
 JWT_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 
 
@@ -40,7 +41,12 @@ def new_key() -> str:
 
 
 def new_key_id() -> str:
-    return "k_" + secrets.token_hex(8)
+    return KEY_ID_PREFIX + secrets.token_hex(8)
+
+
+def is_key_id(value: str) -> bool:
+    """An API key's id (a token's is `jwt:<issuer>:<sub>`, the admin API's `admin`)."""
+    return value.startswith(KEY_ID_PREFIX)
 
 
 def key_hash(key: str) -> bytes:

@@ -22,6 +22,8 @@ MAX_GRANTS = 64
 MAX_IPS = 64
 MAX_LABEL = 1024
 MAX_GRACE = 30 * 86400
+MAX_SHOWN = 80          # characters of a caller's value an error message repeats
+ADMIN = "admin"         # `created_by` of keys made through the operators' admin API
 
 
 @dataclass(frozen=True)
@@ -34,12 +36,18 @@ class CachedKey:
 # -- validation of what callers send
 
 
+def cut(value: Any, limit: int = MAX_SHOWN) -> str:
+    """A caller's value as an error message may repeat it: never unbounded."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def check_grants(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not value or len(value) > MAX_GRANTS:
         raise Invalid(f"`grants` must be a list of 1 to {MAX_GRANTS} grants")
     for grant in value:
         if not isinstance(grant, str) or not GRANT_RE.match(grant):
-            raise Invalid(f"grant {grant!r} is not of the form `<resource>/<action>`")
+            raise Invalid(f"grant {cut(grant)!r} is not of the form `<resource>/<action>`")
     return tuple(dict.fromkeys(value))
 
 
@@ -53,7 +61,8 @@ def check_valid_ips(value: Any) -> tuple[str, ...]:
         try:
             out.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
         except ValueError as exc:
-            raise Invalid(f"`valid_ips` entry {item!r} is not an address or CIDR") from exc
+            raise Invalid(f"`valid_ips` entry {cut(item)!r} is not an address or CIDR"
+                          ) from exc
     return tuple(out)
 
 
@@ -63,16 +72,20 @@ def check_label(value: Any) -> str:
     return value.strip()
 
 
-def check_expires_at(value: Any) -> datetime | None:
+def check_expires_at(value: Any, now: datetime | None = None) -> datetime | None:
+    """None (never expires) or a time still to come: a key born expired is a mistake."""
     if value is None:
         return None
-    if not isinstance(value, str):
+    if not isinstance(value, str) or len(value) > 64:
         raise Invalid("`expires_at` must be an ISO-8601 time")
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
         raise Invalid("`expires_at` must be an ISO-8601 time") from exc
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    if when <= (now or datetime.now(UTC)):
+        raise Invalid(f"`expires_at` {when.isoformat()} is already past")
+    return when
 
 
 def check_grace(value: Any, default: int) -> int:
@@ -107,6 +120,7 @@ def describe(record: KeyRecord) -> dict[str, Any]:
         "revoked": record.revoked_at is not None,
         "rotated_to": record.rotated_to,
         "created_at": record.created_at.isoformat(),
+        "created_by": record.created_by,
     }
 
 
@@ -124,14 +138,16 @@ class KeyService:
     # -- the decision's path
 
     async def principal_for(self, key: str, now: float, fresh: bool = False) -> Principal:
-        """The key's principal; `fresh` reads it from the database even when cached here
-        (a gateway asks so when this instance's answer predates a change it heard of)."""
+        """The key's principal; `fresh` reads PostgreSQL, not this process's cache: a
+        gateway asks so when this instance's answer predates a change it heard of, and key
+        management acts on what the key is now, not what it was seconds ago."""
         if not credentials.looks_like_key(key):
             raise deny("key_unknown", "no such API key")
         digest = credentials.key_hash(key)
         entry = None if fresh else self.cache.get(digest)
         if entry is None:
-            record = await self._lookups.get(digest)
+            record = (await self.store.keys_by_hash([digest])).get(digest) if fresh else (
+                await self._lookups.get(digest))
             if record is None:
                 raise deny("key_unknown", "no such API key")
             entry = CachedKey(record.hash, record.revoked_at is not None, principal_of(record))
@@ -162,41 +178,54 @@ class KeyService:
 
     async def create(self, account_id: int, subaccount_id: int | None, label: str,
                      grants: tuple[str, ...], valid_ips: tuple[str, ...],
-                     expires_at: datetime | None) -> tuple[KeyRecord, str]:
-        raw, new = self._new(account_id, subaccount_id, label, grants, valid_ips, expires_at)
-        return await self.store.insert_key(new), raw
+                     expires_at: datetime | None,
+                     created_by: str = ADMIN) -> tuple[KeyRecord, str]:
+        """A new key, within the account's cap. `created_by` is the maker's id; when it is
+        an API key, that key must still be live as the new one is inserted."""
+        raw, new = self._new(account_id, subaccount_id, label, grants, valid_ips, expires_at,
+                             created_by)
+        maker_key = created_by if credentials.is_key_id(created_by) else None
+        return await self.store.insert_key(new, self.config.max_keys, maker_key), raw
 
-    async def rotate(self, key_id: str, grace_seconds: int) -> tuple[KeyRecord, str]:
-        old = await self.store.key_by_id(key_id)
+    async def rotate(self, key_id: str, grace_seconds: int,
+                     old: KeyRecord | None = None) -> tuple[KeyRecord, str]:
+        """A new key like `old` (read now when not given); refused (409) when the key
+        changed since `old` was read, so what was checked is what the new key gets."""
+        if old is None:
+            old = await self.store.key_by_id(key_id)
         if old is None:
             raise NotFound(f"key {key_id}")
         raw, new = self._new(old.account_id, old.subaccount_id, old.label, old.grants,
-                             old.valid_ips, old.expires_at)
+                             old.valid_ips, old.expires_at, old.created_by)
         record, seq = await self.store.rotate_key(key_id, new, grace_seconds)
         self.forget(key_id)
         await self.events.publish(key_id, seq, "rotated")
         return record, raw
 
-    async def revoke(self, key_id: str, reason: str = "revoked") -> None:
-        seq = await self.store.revoke_key(key_id, reason)
+    async def revoke(self, key_id: str, reason: str = "revoked") -> list[str]:
+        """Revoke the key and every live key it made, transitively (a leaked key's children
+        are its finder's way back in); the ids revoked now."""
+        revoked = await self.store.revoke_key(key_id, reason)
         self.forget(key_id)
-        if seq is not None:
-            await self.events.publish(key_id, seq, reason)
+        for revoked_id, seq, why in revoked:
+            self.forget(revoked_id)
+            await self.events.publish(revoked_id, seq, why)
+        return [revoked_id for revoked_id, _, _ in revoked]
 
-    async def update(self, key_id: str, label: str, grants: tuple[str, ...],
-                     valid_ips: tuple[str, ...]) -> KeyRecord:
-        record, seq = await self.store.update_key(key_id, label, grants, valid_ips)
-        self.forget(key_id)
-        # Gateways drop decisions made under the old grants or networks.
-        await self.events.publish(key_id, seq, "updated")
+    async def update(self, before: KeyRecord, label: str, grants: tuple[str, ...],
+                     valid_ips: tuple[str, ...], expires_at: datetime | None) -> KeyRecord:
+        record, seq = await self.store.update_key(before, label, grants, valid_ips, expires_at)
+        self.forget(before.id)
+        # Gateways drop decisions made under the old grants, networks or expiry.
+        await self.events.publish(before.id, seq, "updated")
         return record
 
     @staticmethod
     def _new(account_id: int, subaccount_id: int | None, label: str,
              grants: tuple[str, ...], valid_ips: tuple[str, ...],
-             expires_at: datetime | None) -> tuple[str, NewKey]:
+             expires_at: datetime | None, created_by: str | None) -> tuple[str, NewKey]:
         raw = credentials.new_key()
         return raw, NewKey(
             id=credentials.new_key_id(), account_id=account_id, subaccount_id=subaccount_id,
             label=label, prefix=credentials.key_prefix(raw), hash=credentials.key_hash(raw),
-            grants=grants, valid_ips=valid_ips, expires_at=expires_at)
+            grants=grants, valid_ips=valid_ips, expires_at=expires_at, created_by=created_by)

@@ -45,7 +45,7 @@ class AuthService:
         question = Question.from_body(body)
         try:
             wanted = parse_subaccount(question.subaccount)
-            principal = await self._principal(question.token, question.fresh)
+            principal = await self.principal(question.token, fresh=question.fresh)
         except Denial as denial:
             # A guess counts; a request with no credential at all guesses nothing.
             if (denial.status == 401 and denial.reason != "credential_missing"
@@ -66,7 +66,9 @@ class AuthService:
             denial.vary = principal.vary
             raise
 
-    async def _principal(self, header: str | None, fresh: bool = False) -> Principal:
+    async def principal(self, header: str | None, *, fresh: bool = False) -> Principal:
+        """Who the Authorization header speaks for, or a Denial saying why nobody. `fresh`
+        bypasses the in-process key cache (key management reads the key as it is now)."""
         try:
             credential = credentials.parse(header)
         except credentials.MalformedCredential as exc:
@@ -78,7 +80,7 @@ class AuthService:
         now = time.time()
         if isinstance(credential, credentials.JwtCredential):
             return await self.tokens.principal_for(credential.token, now, fresh)
-        return await self.keys.principal_for(credential.key, now, fresh)
+        return await self.keys.principal_for(credential.key, now, fresh=fresh)
 
     async def subaccount_exists(self, account_id: int, subaccount_id: int) -> bool:
         known = self._subaccounts.get((account_id, subaccount_id))

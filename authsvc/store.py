@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from authsvc.errors import Conflict, Invalid, NotFound
+from authsvc.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from portcullis.db import create_pool
 
 
@@ -29,6 +29,7 @@ class KeyRecord:
     rotated_to: str | None
     created_at: datetime
     rate_limits: list[dict[str, Any]] | None
+    created_by: str | None   # a key id, `jwt:<issuer>:<sub>`, `admin`; None: unknown
     change_seq: int = 0  # the seq of the key's last entry in auth.revocations, as read
 
 
@@ -55,6 +56,7 @@ Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyn
 # as the log up to that seq, whichever code path logged the change.
 KEY_COLUMNS = """k.id, k.account_id, k.subaccount_id, k.label, k.prefix, k.hash, k.grants,
     k.valid_ips, k.expires_at, k.revoked_at, k.rotated_to, k.created_at, a.rate_limits,
+    k.created_by,
     coalesce((SELECT max(r.seq) FROM auth.revocations r WHERE r.key_id = k.id), 0)
         AS change_seq"""
 
@@ -73,7 +75,8 @@ def _key(row: asyncpg.Record) -> KeyRecord:
         grants=tuple(row["grants"]), valid_ips=tuple(row["valid_ips"]),
         expires_at=row["expires_at"], revoked_at=row["revoked_at"],
         rotated_to=row["rotated_to"], created_at=row["created_at"],
-        rate_limits=_json(row["rate_limits"]), change_seq=int(row["change_seq"]))
+        rate_limits=_json(row["rate_limits"]), created_by=row["created_by"],
+        change_seq=int(row["change_seq"]))
 
 
 def _issuer(row: asyncpg.Record) -> IssuerRecord:
@@ -98,6 +101,26 @@ class NewKey:
     grants: tuple[str, ...]
     valid_ips: tuple[str, ...]
     expires_at: datetime | None
+    created_by: str | None
+
+
+# Live descendants of $1 (the keys it made, transitively) revoked and logged, in one
+# statement. The walk goes through keys already dead: what a dead key made is still its.
+REVOKE_DESCENDANTS = """
+WITH RECURSIVE tree (id) AS (
+    SELECT id FROM auth.api_keys WHERE created_by = $1
+    UNION
+    SELECT k.id FROM auth.api_keys k JOIN tree t ON k.created_by = t.id
+), revoked AS (
+    UPDATE auth.api_keys k SET revoked_at = now()
+    FROM tree t
+    WHERE k.id = t.id AND k.revoked_at IS NULL
+      AND (k.expires_at IS NULL OR k.expires_at > now())
+    RETURNING k.id
+)
+INSERT INTO auth.revocations (key_id, reason)
+SELECT id, 'parent_revoked' FROM revoked ORDER BY id
+RETURNING key_id, seq"""
 
 
 class Store:
@@ -116,13 +139,13 @@ class Store:
 
     # -- accounts and subaccounts
 
-    async def create_account(self, name: str,
-                             rate_limits: list[dict[str, Any]] | None) -> dict[str, Any]:
+    async def create_account(self, name: str, rate_limits: list[dict[str, Any]] | None,
+                             max_keys: int | None = None) -> dict[str, Any]:
         try:
             row = await self.pool.fetchrow(
-                "INSERT INTO auth.accounts (name, rate_limits) VALUES ($1, $2::jsonb)"
-                " RETURNING id, name",
-                name, None if rate_limits is None else json.dumps(rate_limits))
+                "INSERT INTO auth.accounts (name, rate_limits, max_keys)"
+                " VALUES ($1, $2::jsonb, $3) RETURNING id, name, max_keys",
+                name, None if rate_limits is None else json.dumps(rate_limits), max_keys)
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(f"an account named {name!r} exists") from exc
         assert row is not None
@@ -148,18 +171,47 @@ class Store:
 
     # -- keys
 
-    async def insert_key(self, key: NewKey) -> KeyRecord:
-        async with self.pool.acquire() as conn:
+    async def insert_key(self, key: NewKey, max_keys: int,
+                         maker_key: str | None = None) -> KeyRecord:
+        """Insert a new key unless the account already holds its cap of live keys (the
+        account's `max_keys`, else `max_keys`). `maker_key`, the API key making it, must
+        still be live: it is locked, so a revocation running now either sees the new key
+        as its descendant or makes this insert fail."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            # The account row's lock serialises creations in one account: the count
+            # below cannot be overtaken by a concurrent insert. NO KEY UPDATE, not UPDATE:
+            # it must not block the foreign-key checks (KEY SHARE) of a rotation's insert,
+            # which may hold the very key this insert locks next (a deadlock).
+            cap = await conn.fetchrow(
+                "SELECT coalesce(max_keys, $2) AS cap FROM auth.accounts WHERE id = $1"
+                " FOR NO KEY UPDATE", key.account_id, max_keys)
+            if cap is None:
+                raise Invalid(f"account {key.account_id} does not exist")
+            if maker_key is not None:
+                maker = await conn.fetchrow(
+                    "SELECT revoked_at, expires_at <= now() AS expired FROM auth.api_keys"
+                    " WHERE id = $1 FOR SHARE", maker_key)
+                if maker is None or maker["revoked_at"] is not None or maker["expired"]:
+                    raise Unauthorized("the calling API key was revoked or has expired")
+            live = await conn.fetchval(
+                """SELECT count(*) FROM auth.api_keys WHERE account_id = $1
+                   AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())""",
+                key.account_id)
+            if live >= cap["cap"]:
+                raise Forbidden(
+                    f"this account holds {live:,} live API keys, its limit is "
+                    f"{cap['cap']:,}: revoke keys no longer used (DELETE /api/v1/api-keys/"
+                    "{id}), or ask the operator to raise the account's max_keys")
             return await self._insert_key(conn, key)
 
     async def _insert_key(self, conn: Conn, key: NewKey) -> KeyRecord:
         try:
             await conn.execute(
                 """INSERT INTO auth.api_keys (id, account_id, subaccount_id, label, prefix, hash,
-                       grants, valid_ips, expires_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+                       grants, valid_ips, expires_at, created_by)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
                 key.id, key.account_id, key.subaccount_id, key.label, key.prefix, key.hash,
-                list(key.grants), list(key.valid_ips), key.expires_at)
+                list(key.grants), list(key.valid_ips), key.expires_at, key.created_by)
         except asyncpg.ForeignKeyViolationError as exc:
             raise Invalid(f"account {key.account_id} or its subaccount "
                           f"{key.subaccount_id} does not exist") from exc
@@ -199,15 +251,26 @@ class Store:
             account_id, everywhere, subaccount_id)
         return [_key(r) for r in rows]
 
-    async def update_key(self, key_id: str, label: str, grants: tuple[str, ...],
-                         valid_ips: tuple[str, ...]) -> tuple[KeyRecord, int]:
-        """Change what a key may do; logged, so gateways drop their cached decisions."""
+    async def update_key(self, before: KeyRecord, label: str, grants: tuple[str, ...],
+                         valid_ips: tuple[str, ...],
+                         expires_at: datetime | None) -> tuple[KeyRecord, int]:
+        """Change what a live, unrotated key may do, provided its grants, networks and
+        expiry are still those of `before` (what the caller's rights were checked against);
+        logged, so gateways drop their cached decisions."""
+        key_id = before.id
         async with self.pool.acquire() as conn, conn.transaction():
             done = await conn.fetchval(
-                "UPDATE auth.api_keys SET label = $2, grants = $3, valid_ips = $4"
-                " WHERE id = $1 RETURNING id", key_id, label, list(grants), list(valid_ips))
+                """UPDATE auth.api_keys SET label = $2, grants = $3, valid_ips = $4,
+                       expires_at = $5
+                   WHERE id = $1 AND revoked_at IS NULL AND rotated_to IS NULL
+                     AND (expires_at IS NULL OR expires_at > now())
+                     AND grants = $6 AND valid_ips = $7
+                     AND expires_at IS NOT DISTINCT FROM $8
+                   RETURNING id""",
+                key_id, label, list(grants), list(valid_ips), expires_at,
+                list(before.grants), list(before.valid_ips), before.expires_at)
             if done is None:
-                raise NotFound(f"key {key_id}")
+                await self._why_unchangeable(conn, key_id)
             seq = await conn.fetchval(
                 "INSERT INTO auth.revocations (key_id, reason) VALUES ($1, 'updated')"
                 " RETURNING seq", key_id)
@@ -215,28 +278,66 @@ class Store:
         assert record is not None
         return record, int(seq)
 
-    async def revoke_key(self, key_id: str, reason: str) -> int | None:
-        """Revoke and log; the log's seq, or None when the key was already revoked."""
+    async def _why_unchangeable(self, conn: Conn, key_id: str) -> None:
+        row = await conn.fetchrow(
+            "SELECT revoked_at, rotated_to, expires_at <= now() AS expired"
+            " FROM auth.api_keys WHERE id = $1", key_id)
+        if row is None:
+            raise NotFound(f"key {key_id}")
+        if row["revoked_at"] is not None:
+            raise Conflict(f"key {key_id} is revoked")
+        if row["expired"]:
+            raise Conflict(f"key {key_id} has expired")
+        if row["rotated_to"] is not None:
+            raise Conflict(f"key {key_id} was rotated to {row['rotated_to']}: change that one")
+        raise Conflict(f"key {key_id} was changed meanwhile: read it again and retry")
+
+    async def revoke_key(self, key_id: str, reason: str) -> list[tuple[str, int, str]]:
+        """Revoke the key and its live descendants, log each; (key id, seq, reason) of
+        every key this call revoked (none again when the key was already revoked)."""
+        attempts = 3
+        while True:
+            attempts -= 1
+            try:
+                return await self._revoke_key(key_id, reason)
+            except asyncpg.DeadlockDetectedError:
+                # Two revocations of overlapping families (a key and its parent) may lock
+                # the same keys in different orders; PostgreSQL aborts one: run it again.
+                if attempts == 0:
+                    raise
+
+    async def _revoke_key(self, key_id: str, reason: str) -> list[tuple[str, int, str]]:
         async with self.pool.acquire() as conn, conn.transaction():
             done = await conn.fetchval(
                 "UPDATE auth.api_keys SET revoked_at = now() WHERE id = $1"
                 " AND revoked_at IS NULL RETURNING id", key_id)
+            revoked: list[tuple[str, int, str]] = []
             if done is None:
                 exists = await conn.fetchval("SELECT 1 FROM auth.api_keys WHERE id = $1", key_id)
                 if exists is None:
                     raise NotFound(f"key {key_id}")
-                return None
-            seq = await conn.fetchval(
-                "INSERT INTO auth.revocations (key_id, reason) VALUES ($1, $2) RETURNING seq",
-                key_id, reason)
-            return int(seq)
+            else:
+                seq = await conn.fetchval(
+                    "INSERT INTO auth.revocations (key_id, reason) VALUES ($1, $2)"
+                    " RETURNING seq", key_id, reason)
+                revoked.append((key_id, int(seq), reason))
+            # Again until nothing is left: each statement sees what committed before it, so
+            # a child whose insert held its maker's row lock while the first walk ran is
+            # found by the next (insert_key refuses a maker already revoked).
+            while rows := await conn.fetch(REVOKE_DESCENDANTS, key_id):
+                revoked.extend((r["key_id"], int(r["seq"]), "parent_revoked") for r in rows)
+            return revoked
 
     async def rotate_key(self, old_id: str, new: NewKey,
                          grace_seconds: int) -> tuple[KeyRecord, int]:
-        """Insert `new` and let the old key live `grace_seconds` more; log the rotation."""
+        """Insert `new` and let the old key live `grace_seconds` more; log the rotation.
+        `new` must carry the old key's grants, networks and expiry as they are now (they
+        are what the caller's rights were checked against). The new key takes the old
+        one's maker and children, so revoking either's lineage still reaches them."""
         async with self.pool.acquire() as conn, conn.transaction():
             old = await conn.fetchrow(
-                "SELECT revoked_at, rotated_to, expires_at <= now() AS expired"
+                "SELECT revoked_at, rotated_to, expires_at <= now() AS expired, grants,"
+                " valid_ips, expires_at, created_by"
                 " FROM auth.api_keys WHERE id = $1 FOR UPDATE", old_id)
             if old is None:
                 raise NotFound(f"key {old_id}")
@@ -246,7 +347,12 @@ class Store:
                 raise Conflict(f"key {old_id} has expired")
             if old["rotated_to"] is not None:
                 raise Conflict(f"key {old_id} was already rotated to {old['rotated_to']}")
-            record = await self._insert_key(conn, new)
+            if (tuple(old["grants"]), tuple(old["valid_ips"]), old["expires_at"]) != (
+                    new.grants, new.valid_ips, new.expires_at):
+                raise Conflict(f"key {old_id} was changed meanwhile: read it again and retry")
+            record = await self._insert_key(conn, replace(new, created_by=old["created_by"]))
+            await conn.execute("UPDATE auth.api_keys SET created_by = $2 WHERE created_by = $1",
+                               old_id, new.id)
             await conn.execute(
                 """UPDATE auth.api_keys SET rotated_to = $2,
                        expires_at = LEAST(coalesce(expires_at, 'infinity'),

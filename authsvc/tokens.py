@@ -145,11 +145,12 @@ class TokenService:
                 raise deny("jwt_bad_claim", f"subaccount {subaccount} is not in the account")
         grants = self._grants(record, claims)
         exp = claims.get("exp")
+        # The token's life is `exp` itself: the leeway forgives clocks when verifying, it
+        # does not lengthen the token (nor the decisions, nor the keys it may make).
         return Principal(
             account_id=record.account_id, subaccount_id=subaccount,
             key_id=f"jwt:{record.name}:{sub}", grants=grants,
-            expires_at=float(exp) + self.config.jwt_leeway
-            if isinstance(exp, int | float) else None,
+            expires_at=float(exp) if isinstance(exp, int | float) else None,
             rate_limits=record.rate_limits)
 
     @staticmethod

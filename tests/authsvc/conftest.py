@@ -1,22 +1,28 @@
 """The auth service, started for real (uvicorn on an ephemeral port) against the session's
-PostgreSQL and Redis; helpers that call it as the gateway and operators do."""
+PostgreSQL and Redis; helpers that call it as the gateway and operators do, poll, watch the
+revocation events, and reach into PostgreSQL for states no API makes."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import contextlib
+import json
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
+import redis.asyncio as aioredis
 import uvicorn
 
 from authsvc.app import create_app
 from authsvc.config import Config
+from authsvc.events import CHANNEL
 from authsvc.store import Store
 from portcullis import derive
 from portcullis.context import ContextKeys
@@ -113,3 +119,50 @@ async def running(config: Config, store: Store | None = None) -> AsyncIterator[A
 async def api(pg_dsn: str, redis_url: str) -> AsyncIterator[Api]:
     async with running(base_config(pg_dsn, redis_url=redis_url)) as service:
         yield service
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Poll `check` until it holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def revocation_events(redis_url: str) -> AsyncIterator[list[dict[str, Any]]]:
+    """Every message published on the revocation channel while the test runs."""
+    client = aioredis.Redis.from_url(redis_url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(CHANNEL)
+    seen: list[dict[str, Any]] = []
+
+    async def pump() -> None:
+        async for message in pubsub.listen():
+            seen.append(json.loads(message["data"]))
+
+    task = asyncio.create_task(pump())
+    yield seen
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await pubsub.aclose()
+    await client.aclose()
+
+
+async def status_of(api: Api, key: str, **kw: Any) -> tuple[int, str | None]:
+    r = await api.authorize(key, **kw)
+    return r.status_code, r.json().get("reason")
+
+
+async def sql(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return list(await conn.fetch(query, *args))
+    finally:
+        await conn.close()
+
+
+async def expire(dsn: str, key_id: str) -> None:
+    """Make a key expired (no API makes a key whose expiry is already past)."""
+    await sql(dsn, "UPDATE auth.api_keys SET expires_at = now() - interval '5 seconds'"
+                   " WHERE id = $1", key_id)

@@ -1,41 +1,17 @@
-"""/api/v1/api-keys as the gateway forwards it: signed context, SparkPost's shapes, no
-escalation, no reaching outside the caller's (sub)account."""
+"""/api/v1/api-keys as the gateway forwards it: signed context plus the caller's own
+credential, SparkPost's shapes, no escalation, no reaching outside the caller's
+(sub)account. What a key may give (networks, expiry, cascade, the cap): test_delegation.py."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 
 from portcullis.context import ContextKeys, signed_headers
-from tests.authsvc.conftest import CONTEXT_KEYS, Api
-
-PATH = "/api/v1/api-keys"
-MANAGE = "api_keys/manage"
-ALL = [MANAGE, "suppression_lists/manage", "suppression_lists/view"]
-
-
-@dataclass
-class Caller:
-    """A customer as the gateway presents them: account, subaccount, grants."""
-
-    api: Api
-    account_id: int
-    subaccount_id: int | None = None
-    grants: tuple[str, ...] = tuple(ALL)
-
-    async def call(self, method: str, path: str, json: Any = None) -> httpx.Response:
-        headers = signed_headers(CONTEXT_KEYS, method, path, account_id=self.account_id,
-                                 subaccount_id=self.subaccount_id, key_id="k_caller",
-                                 grants=self.grants)
-        return await self.api.client.request(method, self.api.base + path, json=json,
-                                             headers=headers)
-
-    async def create(self, grants: list[str], label: str = "made by a customer",
-                     **extra: Any) -> httpx.Response:
-        return await self.call("POST", PATH, {"label": label, "grants": grants, **extra})
+from tests.authsvc.callers import ALL, MANAGE, PATH, key_caller
+from tests.authsvc.conftest import Api
 
 
 async def test_a_request_that_did_not_come_through_the_gateway_is_refused(api: Api) -> None:
@@ -48,21 +24,21 @@ async def test_a_request_that_did_not_come_through_the_gateway_is_refused(api: A
 
 
 async def test_managing_keys_needs_the_api_keys_manage_grant(api: Api) -> None:
-    caller = Caller(api, await api.account(), grants=("suppression_lists/manage",))
+    caller = await key_caller(api, await api.account(), grants=("suppression_lists/manage",))
     assert (await caller.call("GET", PATH)).status_code == 403
     assert (await caller.create(["suppression_lists/manage"])).status_code == 403
 
 
 async def test_a_created_key_is_shown_once_then_listed_masked_and_works(api: Api) -> None:
-    caller = Caller(api, await api.account())
+    caller = await key_caller(api, await api.account())
     r = await caller.create(["suppression_lists/view"], valid_ips=["127.0.0.1/32"])
     assert r.status_code == 200, r.text
     made = r.json()["results"]
     assert len(made["key"]) == 40 and made["short_key"] == made["key"][:4]
     assert made["grants"] == ["suppression_lists/view"]
     listed = (await caller.call("GET", PATH)).json()["results"]
-    assert [k["id"] for k in listed] == [made["id"]]
-    assert "key" not in listed[0] and listed[0]["short_key"] == made["short_key"]
+    assert [k["id"] for k in listed] == [caller.key_id, made["id"]]  # its own key, then this
+    assert "key" not in listed[1] and listed[1]["short_key"] == made["short_key"]
     one = (await caller.call("GET", f"{PATH}/{made['id']}")).json()["results"]
     assert "key" not in one and one["label"] == "made by a customer"
     decision = await api.authorize(made["key"], "GET")
@@ -70,8 +46,8 @@ async def test_a_created_key_is_shown_once_then_listed_masked_and_works(api: Api
 
 
 @pytest.mark.parametrize(("held", "asked", "status"), [
-    (ALL, ["suppression_lists/view"], 200),
-    (ALL, [MANAGE], 200),
+    (list(ALL), ["suppression_lists/view"], 200),
+    (list(ALL), [MANAGE], 200),
     ([MANAGE, "suppression_lists/manage"], ["suppression_lists/view"], 200),
     ([MANAGE], ["suppression_lists/manage"], 403),
     ([MANAGE], ["suppression_lists/view"], 403),
@@ -81,22 +57,22 @@ async def test_a_created_key_is_shown_once_then_listed_masked_and_works(api: Api
 ])
 async def test_a_key_never_creates_a_key_with_grants_it_does_not_hold(
         api: Api, held: list[str], asked: list[str], status: int) -> None:
-    caller = Caller(api, await api.account(), grants=tuple(held))
+    caller = await key_caller(api, await api.account(), grants=tuple(held))
     r = await caller.create(asked)
     assert r.status_code == status, r.text
 
 
 async def test_a_key_never_raises_another_keys_grants_beyond_its_own(api: Api) -> None:
     account = await api.account()
-    full = Caller(api, account)
+    full = await key_caller(api, account)
     made = (await full.create(["suppression_lists/view"])).json()["results"]
-    limited = Caller(api, account, grants=(MANAGE, "suppression_lists/view"))
+    limited = await key_caller(api, account, grants=(MANAGE, "suppression_lists/view"))
     r = await limited.call("PUT", f"{PATH}/{made['id']}", {"grants": ["suppression_lists/manage"]})
     assert r.status_code == 403
 
 
 async def test_updating_a_keys_grants_changes_the_next_decision(api: Api) -> None:
-    caller = Caller(api, await api.account())
+    caller = await key_caller(api, await api.account())
     made = (await caller.create(["suppression_lists/manage"])).json()["results"]
     assert (await api.authorize(made["key"], "PUT")).status_code == 200
     r = await caller.call("PUT", f"{PATH}/{made['id']}",
@@ -107,11 +83,12 @@ async def test_updating_a_keys_grants_changes_the_next_decision(api: Api) -> Non
 
 
 async def test_a_deleted_key_is_revoked_and_gone_from_the_list(api: Api) -> None:
-    caller = Caller(api, await api.account())
+    caller = await key_caller(api, await api.account())
     made = (await caller.create(["suppression_lists/view"])).json()["results"]
     assert (await caller.call("DELETE", f"{PATH}/{made['id']}")).status_code == 204
     assert (await api.authorize(made["key"])).json()["reason"] == "key_revoked"
-    assert (await caller.call("GET", PATH)).json()["results"] == []
+    listed = (await caller.call("GET", PATH)).json()["results"]
+    assert [k["id"] for k in listed] == [caller.key_id]
     assert (await caller.call("GET", f"{PATH}/{made['id']}")).status_code == 404
     assert (await caller.call("DELETE", f"{PATH}/{made['id']}")).status_code == 404
 
@@ -137,7 +114,7 @@ async def scope(api: Api) -> Scope:
 async def test_a_new_key_belongs_to_the_callers_subaccount_or_the_primary(
         api: Api, scope: Scope, context: Any, owner: Any) -> None:
     ids = {"sub": scope.sub}
-    caller = Caller(api, scope.account, ids.get(context, context))
+    caller = await key_caller(api, scope.account, ids.get(context, context))
     made = (await caller.create(["suppression_lists/view"])).json()["results"]
     assert made["subaccount_id"] == ids.get(owner, owner)
     decision = (await api.authorize(made["key"])).json()
@@ -161,9 +138,9 @@ async def test_a_caller_sees_and_touches_only_keys_in_its_scope(
     contexts = {"primary": (scope.account, None), "primary only": (scope.account, 0),
                 "sub": (scope.account, scope.sub), "sibling": (scope.account, scope.sibling),
                 "other account": (scope.other_account, None)}
-    made = (await Caller(api, *contexts[maker]).create(["suppression_lists/view"])
+    made = (await (await key_caller(api, *contexts[maker])).create(["suppression_lists/view"])
             ).json()["results"]
-    looking = Caller(api, *contexts[looker])
+    looking = await key_caller(api, *contexts[looker])
     listed = [k["id"] for k in (await looking.call("GET", PATH)).json()["results"]]
     assert (made["id"] in listed) == visible
     expected = 200 if visible else 404
@@ -171,5 +148,7 @@ async def test_a_caller_sees_and_touches_only_keys_in_its_scope(
     r = await looking.call("PUT", f"{PATH}/{made['id']}", {"label": "touched"})
     assert r.status_code == expected
     if not visible:
+        r = await looking.call("POST", f"{PATH}/{made['id']}/rotate", {})
+        assert r.status_code == 404
         assert (await looking.call("DELETE", f"{PATH}/{made['id']}")).status_code == 404
         assert (await api.authorize(made["key"])).status_code == 200

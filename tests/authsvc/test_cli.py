@@ -24,7 +24,8 @@ async def run(api: Api, capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
 
 async def test_the_cli_creates_accounts_subaccounts_keys_and_issuers_and_revokes(
         api: Api, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    account = await run(api, capsys, "create-account", unique("cli"))
+    account = await run(api, capsys, "create-account", unique("cli"), "--max-keys", "10")
+    assert account["max_keys"] == 10
     sub = await run(api, capsys, "create-subaccount", str(account["id"]), "eu")
     key = await run(api, capsys, "create-key", str(account["id"]), "--subaccount",
                     str(sub["id"]), "--grant", "suppression_lists/view", "--valid-ip",
@@ -36,7 +37,7 @@ async def test_the_cli_creates_accounts_subaccounts_keys_and_issuers_and_revokes
     await run(api, capsys, "revoke-key", rotated["id"])
     assert (await api.authorize(rotated["key"])).json()["reason"] == "key_revoked"
     shown = await run(api, capsys, "show-key", rotated["id"])
-    assert shown["revoked"] is True and "key" not in shown
+    assert shown["revoked"] is True and "key" not in shown and shown["created_by"] == "admin"
     pem = tmp_path / "idp.pem"
     pem.write_text(public_pem(rsa_key()))
     issuer = await run(api, capsys, "create-issuer", "--name", unique("idp"), "--issuer",

@@ -11,9 +11,12 @@ ENV = {"DATABASE_URL": "postgresql://x/y", "PORTCULLIS_ADMIN_TOKEN": "t",
 def test_settings_come_from_the_environment_with_defaults() -> None:
     config = Config.from_env(ENV)
     assert (config.redis_url, config.decision_ttl, config.key_cache_ttl) == (None, 30, 5.0)
+    assert config.max_keys == 1000
     tuned = Config.from_env({**ENV, "REDIS_URL": "redis://h/0", "AUTHSVC_KEY_CACHE_TTL": "0",
-                             "AUTHSVC_DEFAULT_RATE_LIMITS": '[{"dimension": "key"}]'})
+                             "AUTHSVC_DEFAULT_RATE_LIMITS": '[{"dimension": "key"}]',
+                             "AUTHSVC_MAX_KEYS": "50"})
     assert tuned.redis_url == "redis://h/0" and tuned.key_cache_ttl == 0.0
+    assert tuned.max_keys == 50
     assert tuned.default_rate_limits == [{"dimension": "key"}]
 
 

@@ -3,53 +3,25 @@ failed authentications counted per client address."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
-from authsvc.events import CHANNEL
-from tests.authsvc.conftest import ADMIN_TOKEN, GATEWAY_TOKEN, Api, base_config, running, unique
+from tests.authsvc.conftest import (
+    ADMIN_TOKEN,
+    GATEWAY_TOKEN,
+    Api,
+    base_config,
+    expire,
+    running,
+    status_of,
+    unique,
+    until,
+)
 
 GRANTS = ["suppression_lists/manage"]
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    """Poll `check` until it holds; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-async def revocation_events(redis_url: str) -> AsyncIterator[list[dict[str, Any]]]:
-    """Every message published on the revocation channel while the test runs."""
-    client = aioredis.Redis.from_url(redis_url)
-    pubsub = client.pubsub(ignore_subscribe_messages=True)
-    await pubsub.subscribe(CHANNEL)
-    seen: list[dict[str, Any]] = []
-
-    async def pump() -> None:
-        async for message in pubsub.listen():
-            seen.append(json.loads(message["data"]))
-
-    task = asyncio.create_task(pump())
-    yield seen
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await pubsub.aclose()
-    await client.aclose()
-
-
-async def status_of(api: Api, key: str, **kw: Any) -> tuple[int, str | None]:
-    r = await api.authorize(key, **kw)
-    return r.status_code, r.json().get("reason")
 
 
 @pytest.mark.parametrize(("client_ip", "allowed"), [
@@ -77,6 +49,8 @@ async def test_a_key_with_valid_ips_is_refused_from_other_addresses(
     {"grants": GRANTS, "valid_ips": ["10.0.0.0/33"]},
     {"grants": GRANTS, "valid_ips": "10.0.0.0/8"},
     {"grants": GRANTS, "expires_at": "tomorrow"},
+    {"grants": GRANTS, "expires_at": "2020-01-01T00:00:00Z"},  # already past
+    {"grants": GRANTS, "expires_at": 1893456000},
     {"grants": []},
     {"grants": ["no-slash"]},
     {"grants": GRANTS, "label": ""},
@@ -88,11 +62,19 @@ async def test_a_key_with_bad_fields_is_not_created(api: Api, body: dict[str, An
     assert r.json()["errors"][0]["code"] == "1400"
 
 
-async def test_an_expired_key_is_refused_as_expired(api: Api) -> None:
+async def test_an_expired_key_is_refused_as_expired(api: Api, pg_dsn: str) -> None:
+    account = await api.account()
+    key = await api.key(account, GRANTS)
+    await expire(pg_dsn, key["id"])
+    assert await status_of(api, key["key"]) == (401, "key_expired")
+
+
+async def test_a_key_cannot_be_made_already_expired(api: Api) -> None:
     account = await api.account()
     past = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
-    key = await api.key(account, GRANTS, expires_at=past)
-    assert await status_of(api, key["key"]) == (401, "key_expired")
+    r = await api.admin("POST", "/admin/keys", {"account_id": account, "label": "x",
+                                                "grants": GRANTS, "expires_at": past})
+    assert r.status_code == 400 and "already past" in r.json()["errors"][0]["description"]
 
 
 async def test_a_key_expiring_soon_gets_a_short_decision_ttl_then_expires_with_an_event(
@@ -240,12 +222,12 @@ async def test_a_key_revoked_on_one_instance_is_refused_by_another_through_the_e
         await until(refused)
 
 
-async def test_a_revoked_or_expired_key_cannot_be_rotated(api: Api) -> None:
+async def test_a_revoked_or_expired_key_cannot_be_rotated(api: Api, pg_dsn: str) -> None:
     account = await api.account()
     revoked = await api.key(account, GRANTS)
     await api.admin("DELETE", f"/admin/keys/{revoked['id']}")
-    past = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
-    expired = await api.key(account, GRANTS, expires_at=past)
+    expired = await api.key(account, GRANTS)
+    await expire(pg_dsn, expired["id"])
     for key in (revoked, expired):
         r = await api.admin("POST", f"/admin/keys/{key['id']}/rotate", {})
         assert r.status_code == 409, r.text

@@ -243,6 +243,17 @@ async def test_a_token_decision_never_outlives_the_token(api: Api, world: World)
     assert r.status_code == 200 and r.json()["ttl"] <= 5
 
 
+async def test_a_token_decision_ends_at_exp_not_at_exp_plus_the_leeway(
+        api: Api, world: World) -> None:
+    token = world.issuers["HS256 secret"].token(exp=int(time.time()) + 5)
+    r = await api.authorize(bearer(token))
+    assert r.status_code == 200 and r.json()["ttl"] <= 5
+    # past exp but within the leeway: still verified, for the shortest decision only
+    late = world.issuers["HS256 secret"].token(exp=int(time.time()) - 10)
+    r = await api.authorize(bearer(late))
+    assert r.status_code == 200 and r.json()["ttl"] == 1
+
+
 @pytest.mark.parametrize(("body", "field"), [
     ({"algorithms": ["none"], "secret": SECRET}, "algorithms"),
     ({"algorithms": ["HS256"], "secret": "short"}, "secret"),
