@@ -145,9 +145,14 @@ def client_allowed(principal: Principal, client_ip: str | None) -> bool:
         address = ipaddress.ip_address(client_ip.strip())
     except ValueError:
         return False
+    # An IPv4 address and its IPv4-mapped IPv6 form are one client, whichever form the
+    # address or the network is written in.
+    forms: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [address]
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address in net for net in principal.networks)
+        forms.append(address.ipv4_mapped)
+    elif isinstance(address, ipaddress.IPv4Address):
+        forms.append(ipaddress.IPv6Address(f"::ffff:{address}"))
+    return any(form in net for form in forms for net in principal.networks)
 
 
 SubaccountCheck = Callable[[int, int], Awaitable[bool]]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,23 @@ from authsvc.jwks import JwksCache, JwksUnavailable, key_set, pick
 from authsvc.store import IssuerRecord, Store
 
 ISSUER_CACHE_TTL = 30.0
+# What becomes a header the gateway sends upstream (X-Key-Id is `jwt:<issuer>:<sub>`,
+# X-Grants the grants): a subject or a grant that could not be sent as one is refused.
+MAX_SUBJECT = 200
+MAX_GRANT = 128
+MAX_TOKEN_GRANTS = 64
+UNSENDABLE = re.compile(r"[\x00-\x1f\x7f,]")  # control characters, DEL, the list separator
+VISIBLE = re.compile(r"[\x21-\x24\x26-\x7e]")  # visible ASCII but %
+SENDABLE_GRANT = re.compile(rf"[\x21-\x2b\x2d-\x7e]{{1,{MAX_GRANT}}}")  # visible, no comma
+
+
+def subject_key(sub: str) -> str:
+    """The subject as it goes into the key id: visible ASCII as it is, anything else (a
+    space, non-ASCII, `%`) percent-encoded as UTF-8, so distinct subjects stay distinct and
+    the value is always a valid header value."""
+    return "".join(c if VISIBLE.fullmatch(c) else
+                   "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+                   for c in sub)
 
 
 def peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -127,13 +145,17 @@ class TokenService:
             except JwksUnavailable as exc:
                 raise deny("jwks_unavailable", "the issuer's keys cannot be fetched") from exc
         if found is None:
-            raise deny("jwt_unknown_kid", f"no key {kid!r} for this issuer")
+            raise deny("jwt_unknown_kid", f"no key {str(kid)[:64]!r} for this issuer")
         return found
 
     async def _principal(self, record: IssuerRecord, claims: dict[str, Any]) -> Principal:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise deny("jwt_bad_claim", "`sub` must be a string")
+        if (len(sub) > MAX_SUBJECT or UNSENDABLE.search(sub)
+                or len(subject_key(sub)) > 3 * MAX_SUBJECT):
+            raise deny("jwt_bad_claim", f"`sub` must be at most {MAX_SUBJECT} characters, with "
+                       "no control characters and no commas")
         subaccount = claims.get(record.subaccount_claim)
         if subaccount is not None:
             if isinstance(subaccount, str) and subaccount.isdigit():
@@ -149,7 +171,7 @@ class TokenService:
         # does not lengthen the token (nor the decisions, nor the keys it may make).
         return Principal(
             account_id=record.account_id, subaccount_id=subaccount,
-            key_id=f"jwt:{record.name}:{sub}", grants=grants,
+            key_id=f"jwt:{record.name}:{subject_key(sub)}", grants=grants,
             expires_at=float(exp) if isinstance(exp, int | float) else None,
             rate_limits=record.rate_limits)
 
@@ -164,6 +186,10 @@ class TokenService:
             raw = raw.split()
         if not isinstance(raw, list) or not all(isinstance(g, str) for g in raw):
             raise deny("jwt_bad_claim", f"`{record.grants_claim}` must list grants")
+        if len(raw) > MAX_TOKEN_GRANTS or not all(SENDABLE_GRANT.fullmatch(g) for g in raw):
+            raise deny("jwt_bad_claim", f"`{record.grants_claim}` must list at most "
+                       f"{MAX_TOKEN_GRANTS} grants of visible ASCII characters, no commas, "
+                       f"each at most {MAX_GRANT}")
         allowed = record.allowed_grants
         return tuple(g for g in dict.fromkeys(raw) if allowed is None or g in allowed)
 

@@ -94,7 +94,8 @@ end
 -- Values that go into upstream headers: visible ASCII only (no CR, LF, NUL, DEL, spaces or
 -- bytes above 0x7E), within a length. The auth service refuses credentials that would
 -- carry anything else; this is the gateway's own check of what it is handed.
-local MAX_VALUE = 256
+local MAX_VALUE = 256     -- a grant
+local MAX_KEY_ID = 1024   -- jwt:<issuer>:<percent-encoded subject> at most
 local MAX_GRANTS = 8192
 
 local function header_safe(value, max)
@@ -132,7 +133,7 @@ local function strings_of(decision)
             s = "account_id is not a whole number"
         elseif subaccount ~= "" and (not find(subaccount, "^%d+$") or #subaccount > 20) then
             s = "subaccount_id is not a whole number"
-        elseif not header_safe(key_id, MAX_VALUE) then
+        elseif not header_safe(key_id, MAX_KEY_ID) then
             s = "key_id is not a header-safe value"
         elseif not grants then
             s = "grants are not header-safe values"

@@ -45,6 +45,18 @@ async def test_a_key_with_valid_ips_is_refused_from_other_addresses(
     assert (code, reason) == ((200, None) if allowed else (403, "ip_not_allowed"))
 
 
+@pytest.mark.parametrize(("client_ip", "allowed"), [
+    ("10.1.2.3", True), ("::ffff:10.1.2.3", True), ("10.2.0.1", False),
+    ("::ffff:10.2.0.1", False),
+])
+async def test_a_network_written_as_ipv4_mapped_ipv6_admits_the_ipv4_client(
+        api: Api, client_ip: str, allowed: bool) -> None:
+    account = await api.account()
+    key = await api.key(account, GRANTS, valid_ips=["::ffff:10.1.0.0/112"])
+    code, reason = await status_of(api, key["key"], client_ip=client_ip)
+    assert (code, reason) == ((200, None) if allowed else (403, "ip_not_allowed"))
+
+
 @pytest.mark.parametrize("body", [
     {"grants": GRANTS, "valid_ips": ["10.0.0.0/33"]},
     {"grants": GRANTS, "valid_ips": "10.0.0.0/8"},

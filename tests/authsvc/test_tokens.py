@@ -309,3 +309,59 @@ async def test_an_issuer_whose_jwks_cannot_be_fetched_makes_the_decision_unavail
     assert r.status_code == 503
     assert r.json()["reason"] == "jwks_unavailable" and r.json()["ttl"] == 0
 
+
+
+HOSTILE_VALUES = {
+    "CR LF": "user\r\nX-Account-Id: 1",
+    "LF": "user\nx",
+    "NUL": "user\x00x",
+    "DEL": "user\x7fx",
+    "a comma": "user,x",
+    "a tab": "user\tx",
+    "overlong": "u" * 201,
+}
+
+
+@pytest.mark.parametrize("value", list(HOSTILE_VALUES), ids=list(HOSTILE_VALUES))
+async def test_a_subject_that_could_not_be_sent_as_a_header_is_refused_naming_the_claim(
+        api: Api, world: World, value: str) -> None:
+    issuer = world.issuers["HS256 secret"]
+    r = await api.authorize(bearer(issuer.token(sub=HOSTILE_VALUES[value])))
+    assert r.status_code == 401, r.text
+    assert r.json()["reason"] == "jwt_bad_claim"
+    description = r.json()["errors"][0]["description"]
+    assert "`sub`" in description and HOSTILE_VALUES[value] not in description
+
+
+@pytest.mark.parametrize("value", [*HOSTILE_VALUES, "non-ASCII", "a space", "empty"],
+                         ids=[*HOSTILE_VALUES, "non-ASCII", "a space", "empty"])
+async def test_a_grant_that_could_not_be_sent_as_a_header_refuses_the_token(
+        api: Api, world: World, value: str) -> None:
+    grant = {**HOSTILE_VALUES, "non-ASCII": "suppression_lists/vïew", "a space": "a/b c",
+             "empty": ""}[value]
+    if value == "overlong":
+        grant = "suppression_lists/" + "v" * 120
+    issuer = world.issuers["HS256 secret"]
+    r = await api.authorize(bearer(issuer.token(grants=["suppression_lists/view", grant])))
+    assert r.status_code == 401, r.text
+    assert r.json()["reason"] == "jwt_bad_claim"
+    assert grant not in r.json()["errors"][0]["description"] or not grant
+
+
+async def test_too_many_grants_refuse_the_token(api: Api, world: World) -> None:
+    issuer = world.issuers["HS256 secret"]
+    grants = [f"r{i}/view" for i in range(65)]
+    r = await api.authorize(bearer(issuer.token(grants=grants)))
+    assert r.status_code == 401 and r.json()["reason"] == "jwt_bad_claim"
+
+
+@pytest.mark.parametrize(("sub", "key_id"), [
+    ("josé", "jos%C3%A9"), ("two words", "two%20words"), ("50%", "50%25"),
+    ("auth0|5f1c", "auth0|5f1c"), ("jane@example.com", "jane@example.com"),
+])
+async def test_a_subject_outside_visible_ascii_is_percent_encoded_in_the_key_id(
+        api: Api, world: World, sub: str, key_id: str) -> None:
+    issuer = world.issuers["HS256 secret"]
+    r = await api.authorize(bearer(issuer.token(sub=sub, grants=["suppression_lists/view"])))
+    assert r.status_code == 200, r.text
+    assert r.json()["key_id"] == f"jwt:{issuer.name}:{key_id}"
