@@ -128,7 +128,7 @@ local function poll_revocations(premature)
     for _, e in ipairs(data.entries) do
         local seq, key_id = tonumber(e[1]), e[2]
         if seq and type(key_id) == "string" then
-            if seq > mark and not revocation.seen(seq) then
+            if seq > mark then
                 revocation.revoke(key_id, seq)
             end
             if seq > top then

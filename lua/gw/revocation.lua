@@ -7,6 +7,8 @@
 -- key cache that has not heard of the change yet) is recognised and asked again
 -- (lua/gw/auth.lua), and each seq applied is remembered, so the log poller
 -- (lua/gw/events.lua) applies what Redis already delivered only once.
+local metrics = require("gw.metrics")
+
 local ngx = ngx
 local shared = ngx.shared
 
@@ -41,16 +43,22 @@ function _M.seen(seq)
 end
 
 -- Evict every cached decision of the key; `seq`, when known, is the change's place in the
--- auth service's log.
+-- auth service's log, and a seq already applied (by Redis, then by the poller) is not
+-- applied again. Returns whether it was applied.
 function _M.revoke(key_id, seq)
     local dict = shared[DICT]
     if seq then
+        if _M.seen(seq) then
+            return false
+        end
         if seq > _M.known_seq(key_id) then
             dict:set("seq:" .. key_id, seq, TTL)
         end
         dict:set("seen:" .. seq, true, _M.SEEN_TTL)
     end
-    return dict:incr("gen:" .. key_id, 1, 0, TTL)
+    dict:incr("gen:" .. key_id, 1, 0, TTL)
+    metrics.inc("gateway_revocations_applied_total")
+    return true
 end
 
 return _M
