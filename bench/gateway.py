@@ -288,7 +288,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results = {name: {field: statistics.median(r[name][field] for r in rounds)
                           for field in rounds[0][name]}
                    for name in targets}
-        return {"args": vars(args), "results": results, "rounds": rounds}
+        return {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                "results": results, "rounds": rounds}
     finally:
         if stack:
             stack.stop()

@@ -467,3 +467,37 @@ def _(e: Edge) -> None:
 @pytest.mark.parametrize("name", list(ROWS))
 def test_attack(edge: Edge, name: str) -> None:
     ROWS[name](edge)
+
+
+def test_a_stale_decision_made_for_one_address_is_never_served_to_another(edge: Edge) -> None:
+    """Stale-if-error keys by what the decision varies on too: while the auth service is
+    down, the allowed address keeps its (stale) decision and another address gets a 503."""
+    stack = edge.stack
+    port = free_port()
+    env = {**stack.env("auth"), "AUTHSVC_DECISION_TTL": "1"}
+    auth_proc = Proc("auth-stale-vary", [sys.executable, "-m", "authsvc", "--host",
+                                         "127.0.0.1", "--port", str(port)],
+                     stack.logs / f"auth-{port}.log", env=env).start()
+    node = None
+    try:
+        auth_proc.wait_http(f"http://127.0.0.1:{port}/healthz", 60)
+        node, node_port, metrics_port = stack.start_extra_gateway(
+            unique("stale-vary"), None, authsvc_addr=f"127.0.0.1:{port}", auth_stale_ttl=120)
+        key = edge.key(["suppression_lists/manage"], valid_ips=[f"{ALLOWED_IP}/32"])["key"]
+        url = f"http://127.0.0.1:{node_port}/{edge.echo}/x"
+        allowed, other = edge.client(ALLOWED_IP), edge.client(OTHER_IP)
+        assert allowed.get(url, headers=auth(key)).status_code == 200
+        auth_proc.stop()
+        metrics = f"http://127.0.0.1:{metrics_port}/metrics"
+        deadline = time.monotonic() + 30
+        while 'gateway_decision_cache_total{result="stale"}' not in httpx.get(metrics).text:
+            assert time.monotonic() < deadline, "the decision was never served stale"
+            assert allowed.get(url, headers=auth(key)).status_code == 200
+            time.sleep(0.1)
+        refused = other.get(url, headers=auth(key))
+        assert_sparkpost_error(refused, 503)
+        assert allowed.get(url, headers=auth(key)).status_code == 200
+    finally:
+        if node is not None:
+            node.stop()
+        auth_proc.stop()
