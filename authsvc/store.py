@@ -123,6 +123,20 @@ SELECT id, 'parent_revoked' FROM revoked ORDER BY id
 RETURNING key_id, seq"""
 
 
+def refuse_if_dead(key_id: str, row: asyncpg.Record | None) -> asyncpg.Record:
+    """The key's row; 404 for no such key, 409 for one revoked, expired or rotated (none can
+    change)."""
+    if row is None:
+        raise NotFound(f"key {key_id}")
+    if row["revoked_at"] is not None:
+        raise Conflict(f"key {key_id} is revoked")
+    if row["expired"]:
+        raise Conflict(f"key {key_id} has expired")
+    if row["rotated_to"] is not None:
+        raise Conflict(f"key {key_id} was rotated to {row['rotated_to']}: change that one")
+    return row
+
+
 class Store:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -282,14 +296,7 @@ class Store:
         row = await conn.fetchrow(
             "SELECT revoked_at, rotated_to, expires_at <= now() AS expired"
             " FROM auth.api_keys WHERE id = $1", key_id)
-        if row is None:
-            raise NotFound(f"key {key_id}")
-        if row["revoked_at"] is not None:
-            raise Conflict(f"key {key_id} is revoked")
-        if row["expired"]:
-            raise Conflict(f"key {key_id} has expired")
-        if row["rotated_to"] is not None:
-            raise Conflict(f"key {key_id} was rotated to {row['rotated_to']}: change that one")
+        refuse_if_dead(key_id, row)
         raise Conflict(f"key {key_id} was changed meanwhile: read it again and retry")
 
     async def revoke_key(self, key_id: str, reason: str) -> list[tuple[str, int, str]]:
@@ -335,18 +342,10 @@ class Store:
         are what the caller's rights were checked against). The new key takes the old
         one's maker and children, so revoking either's lineage still reaches them."""
         async with self.pool.acquire() as conn, conn.transaction():
-            old = await conn.fetchrow(
+            old = refuse_if_dead(old_id, await conn.fetchrow(
                 "SELECT revoked_at, rotated_to, expires_at <= now() AS expired, grants,"
                 " valid_ips, expires_at, created_by"
-                " FROM auth.api_keys WHERE id = $1 FOR UPDATE", old_id)
-            if old is None:
-                raise NotFound(f"key {old_id}")
-            if old["revoked_at"] is not None:
-                raise Conflict(f"key {old_id} is revoked")
-            if old["expired"]:
-                raise Conflict(f"key {old_id} has expired")
-            if old["rotated_to"] is not None:
-                raise Conflict(f"key {old_id} was already rotated to {old['rotated_to']}")
+                " FROM auth.api_keys WHERE id = $1 FOR UPDATE", old_id))
             if (tuple(old["grants"]), tuple(old["valid_ips"]), old["expires_at"]) != (
                     new.grants, new.valid_ips, new.expires_at):
                 raise Conflict(f"key {old_id} was changed meanwhile: read it again and retry")

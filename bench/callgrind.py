@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from bench.gateway import BARE_CONF, UPSTREAM_CONF, start_nginx
+from bench.gateway import BARE_CONF, UPSTREAM_CONF, bench_route, start_nginx
 from gateway.render import write_config
 from gateway.stack import PORTS, Stack, StackSettings
 from portcullis.procs import Proc, free_port
@@ -122,17 +122,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             var=root / "stack", ports={name: free_port() for name in PORTS}, durable_pg=False,
             gateway_workers=1, gateway={"access_log": False, "log_level": "warn"}))
         stack.start(say=lambda *_: None)
-        plan = [{"dimension": "key", "limit": 10_000_000, "window": 1},
-                {"dimension": "account", "limit": 10_000_000, "window": 1}]
-        account = int(stack.admin("POST", "/admin/accounts",
-                                  {"name": "bench", "rate_limits": plan})["id"])
-        key = str(stack.create_key(account, ["bench/manage"])["key"])
-        route = {"name": "bench", "paths": ["/bench"], "resource": "bench", "owner": "bench",
-                 "upstream": {"targets": [f"127.0.0.1:{up_port}"]},
-                 "rate_limits": [{"dimension": "key", "limit": 10_000_000, "window": 1}]}
-        httpx.post(stack.url("control") + "/routes", json=route,
-                   headers={"Authorization": f"Bearer {stack.admin_token}"}).raise_for_status()
-        headers = {"Authorization": key}
+        headers = bench_route(stack, up_port)
         for _ in range(200):
             if httpx.get(f"{stack.gateway_url}/bench/x", headers=headers).status_code == 200:
                 break

@@ -217,6 +217,23 @@ def measure(url: str, args: argparse.Namespace, headers: dict[str, str],
             "cpu_us_per_request": used / max(load["requests"], 1) * 1e6}
 
 
+def bench_route(stack: Stack, up_port: int) -> dict[str, str]:
+    """The benchmarks' route (`/bench`, key auth, a limit per key) to the trivial upstream,
+    and the headers of a key for it whose plan is far above what this machine can send:
+    the limits are checked, never hit."""
+    plan = [{"dimension": "key", "limit": 10_000_000, "window": 1},
+            {"dimension": "account", "limit": 10_000_000, "window": 1}]
+    account = int(stack.admin("POST", "/admin/accounts",
+                              {"name": "bench", "rate_limits": plan})["id"])
+    key = str(stack.create_key(account, ["bench/manage"])["key"])
+    route = {"name": "bench", "paths": ["/bench"], "resource": "bench", "owner": "bench",
+             "upstream": {"targets": [f"127.0.0.1:{up_port}"]},
+             "rate_limits": [{"dimension": "key", "limit": 10_000_000, "window": 1}]}
+    httpx.post(stack.url("control") + "/routes", json=route,
+               headers={"Authorization": f"Bearer {stack.admin_token}"}).raise_for_status()
+    return {"Authorization": key}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="portcullis-bench-gw-"))
     root.chmod(0o755)
@@ -251,19 +268,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             redis_url=f"redis://127.0.0.1:{redis_port}/0", gateway_workers=args.workers,
             gateway={"access_log": False, "log_level": "warn"}))
         stack.start(say=lambda *_: None)
-        # A plan far above what this machine can send: the limits are checked, never hit.
-        plan = [{"dimension": "key", "limit": 10_000_000, "window": 1},
-                {"dimension": "account", "limit": 10_000_000, "window": 1}]
-        account = int(stack.admin("POST", "/admin/accounts",
-                                  {"name": "bench", "rate_limits": plan})["id"])
-        key = str(stack.create_key(account, ["bench/manage"])["key"])
-        route = {"name": "bench", "paths": ["/bench"], "resource": "bench", "owner": "bench",
-                 "upstream": {"targets": [f"127.0.0.1:{up_port}"]},
-                 "rate_limits": [{"dimension": "key", "limit": 10_000_000, "window": 1}]}
-        admin = {"Authorization": f"Bearer {stack.admin_token}"}
-        httpx.post(stack.url("control") + "/routes", json=route,
-                   headers=admin).raise_for_status()
-        headers = {"Authorization": key}
+        headers = bench_route(stack, up_port)
         gw_url = f"{stack.gateway_url}/bench/x"
         for _ in range(200):
             if httpx.get(gw_url, headers=headers).status_code == 200:
