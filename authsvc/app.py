@@ -29,12 +29,25 @@ from authsvc.runtime import Runtime
 from authsvc.service import AuthService
 from authsvc.store import Store
 from authsvc.tokens import TokenService
+from portcullis import bodies
 from portcullis.context import GatewayContextMiddleware
 from portcullis.errors import APIError, exception_handlers
 
 log = logging.getLogger("authsvc")
 FAILURES_HEADER = "X-Auth-Failures"
 FAILURES_HEADER_RAW = FAILURES_HEADER.lower().encode()
+# A question is a credential (at most 8 KB) and a few short fields.
+MAX_QUESTION = 16 * 1024
+
+
+def json_question(raw: bytearray) -> Any:
+    """The question's JSON, or None (answered as a malformed question) when it is not."""
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+
+
 GATEWAY_ONLY = Unauthorized("this internal API answers the gateway only "
                             "(`Authorization: Bearer <gateway token>`)")
 
@@ -67,23 +80,6 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-async def authorize(request: Request) -> Response:
-    # Normally served by DecisionPath; kept so the route table tells the whole story.
-    runtime = gateway_only(request)
-    try:
-        try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            body = None
-        answer = await runtime.auth.authorize(body)
-    except Denial as denial:
-        headers = None
-        if denial.failed_attempts is not None:
-            headers = {FAILURES_HEADER: str(denial.failed_attempts)}
-        return JSONResponse(denial.body(), status_code=denial.status, headers=headers)
-    return JSONResponse(answer)
-
-
 async def revocations(request: Request) -> Response:
     runtime = gateway_only(request)
     since_raw = request.query_params.get("since", "0")
@@ -106,8 +102,9 @@ def build_runtime(config: Config, store: Store, redis: Any) -> Runtime:
 
 class DecisionPath:
     """`POST /v1/authorize` straight to the service, around Starlette's routing and
-    middleware: the hot path, taken once per cache miss on every gateway node. Everything
-    else goes to the Starlette app."""
+    middleware: the hot path, taken once per cache miss on every gateway node, and the only
+    handler of that path (the gateway's token checked first, then a question of at most
+    16 KB read). Everything else goes to the Starlette app."""
 
     def __init__(self, app: Starlette) -> None:
         self.app = app
@@ -126,23 +123,19 @@ class DecisionPath:
             await send({"type": "http.response.start", "status": 401, "headers": headers})
             await send({"type": "http.response.body", "body": payload})
             return
-        chunks = []
-        more = True
-        while more:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
         try:
-            try:
-                body = json.loads(b"".join(chunks))
-            except (ValueError, UnicodeDecodeError):
-                body = None
+            declared = next((v.decode("latin-1") for k, v in scope["headers"]
+                             if k == b"content-length"), None)
+            body = json_question(await bodies.read(bodies.receive_chunks(receive), declared,
+                                                   MAX_QUESTION))
             answer = await runtime.auth.authorize(body)
             status = 200
         except Denial as denial:
             answer, status = denial.body(), denial.status
             if denial.failed_attempts is not None:
                 headers.append((FAILURES_HEADER_RAW, str(denial.failed_attempts).encode()))
+        except bodies.BodyTooLarge as exc:
+            answer, status = exc.body(), exc.status
         except Exception:
             # PostgreSQL down, or a bug: never an allow; 503 lets the gateway serve a
             # recently expired decision (stale-if-error) or refuse.
@@ -163,7 +156,7 @@ def create_app(config: Config, store: Store | None = None) -> ASGIApp:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own_store = store is None
         active = store or await Store.connect(config.database_url, config.pool_min,
-                                              config.pool_max)
+                                              config.pool_max, config.statement_timeout_ms)
         redis = aioredis.Redis.from_url(config.redis_url) if config.redis_url else None
         runtime = build_runtime(config, active, redis)
         app.state.runtime = runtime
@@ -188,7 +181,6 @@ def create_app(config: Config, store: Store | None = None) -> ASGIApp:
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
-        Route("/v1/authorize", authorize, methods=["POST"]),
         Route("/v1/revocations", revocations, methods=["GET"]),
         *admin.routes,
         *apikeys.routes,

@@ -42,6 +42,7 @@ class Config:
     max_keys: int = 1000           # live keys an account may hold, unless it says otherwise
     pool_min: int = 2
     pool_max: int = 10
+    statement_timeout_ms: int = 5_000  # every statement is a key or issuer read or write
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -77,4 +78,5 @@ class Config:
             max_keys=int(e.get("AUTHSVC_MAX_KEYS", "1000")),
             pool_min=int(e.get("AUTHSVC_POOL_MIN", "2")),
             pool_max=int(e.get("AUTHSVC_POOL_MAX", "10")),
+            statement_timeout_ms=int(e.get("AUTHSVC_STATEMENT_TIMEOUT_MS", "5000")),
         )

@@ -142,8 +142,9 @@ class Store:
         self.pool = pool
 
     @classmethod
-    async def connect(cls, dsn: str, min_size: int = 2, max_size: int = 10) -> Store:
-        return cls(await create_pool(dsn, min_size, max_size))
+    async def connect(cls, dsn: str, min_size: int = 2, max_size: int = 10,
+                      statement_timeout_ms: int = 0) -> Store:
+        return cls(await create_pool(dsn, min_size, max_size, statement_timeout_ms))
 
     async def close(self) -> None:
         await self.pool.close()

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
 
 from authsvc.errors import Invalid
+from portcullis import bodies
 
-MAX_BODY = 64 * 1024
+MAX_BODY = 64 * 1024  # refused from Content-Length, or as it streams past this
+MAX_CONTAINERS = 256  # objects and arrays in one body (an issuer's JWK set is the most)
 
 
 async def json_object(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise Invalid("the body is over 64 KB")
-    try:
-        body = json.loads(raw) if raw else {}
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Invalid("the body is not valid JSON") from exc
+    raw = await bodies.request_body(request, MAX_BODY)
+    body = bodies.json_value(raw, MAX_CONTAINERS,
+                             lambda: Invalid(f"the body holds more than {MAX_CONTAINERS} "
+                                             "objects and arrays"),
+                             lambda: Invalid("the body is not valid JSON")) if raw else {}
     if not isinstance(body, dict):
         raise Invalid("the body must be a JSON object")
     return body

@@ -93,7 +93,20 @@ def is_unavailable(exc: BaseException) -> bool:
                             OSError, TimeoutError))
 
 
+def is_timeout(exc: BaseException) -> bool:
+    """A statement PostgreSQL cancelled at the service's statement_timeout."""
+    import asyncpg
+
+    return isinstance(exc, asyncpg.QueryCanceledError)
+
+
 async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
+    if is_timeout(exc):
+        logger.warning("statement timeout: %s %s", request.method, request.url.path)
+        return error_response(APIError(503, "Query timeout",
+                                       "The query took longer than this service allows; "
+                                       "narrow it, or retry shortly"),
+                              headers={"Retry-After": "1"})
     if is_unavailable(exc):
         logger.warning("service unavailable: %s: %s", type(exc).__name__, exc)
         return error_response(APIError(503, "Service unavailable",

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +20,7 @@ from gateway.control.events import Events, events_for
 from gateway.control.registry import Registry
 from gateway.control.route import validate
 from gateway.control.store import Store
+from portcullis import bodies
 from portcullis.errors import APIError, error_response, exception_handlers
 
 OPEN_PATHS = frozenset({"/healthz"})
@@ -60,17 +60,20 @@ def actor_of(request: Request) -> str:
     return actor
 
 
+MAX_CONTAINERS = 10_000  # objects and arrays in one route (a route is a few dozen)
+
+
 async def body_of(request: Request) -> Any:
     limit: int = request.app.state.config.max_body
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
-            raise APIError(413, "Body too large", f"body: at most {limit} bytes")
     try:
-        return json.loads(raw)
-    except ValueError:
-        raise APIError(400, "Invalid JSON", "body: must be a JSON object") from None
+        raw = await bodies.request_body(request, limit)
+    except bodies.BodyTooLarge:
+        raise APIError(413, "Body too large", f"body: at most {limit} bytes") from None
+    return bodies.json_value(
+        raw, MAX_CONTAINERS,
+        lambda: APIError(413, "Body too large", f"body: at most {MAX_CONTAINERS} objects and "
+                         "arrays"),
+        lambda: APIError(400, "Invalid JSON", "body: must be a JSON object"))
 
 
 def written(result: Any, status: int, version: int) -> Response:

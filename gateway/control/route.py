@@ -32,6 +32,8 @@ DIMENSIONS = ("route", "key", "account", "client_ip")
 MAX_INT = 2**31 - 1
 MAX_TIMEOUT = 3_600_000  # one hour, in milliseconds
 MAX_PATH = 1024
+DEFAULT_MAX_REQUEST_BODY = 1_048_576  # nginx's own default client_max_body_size
+MAX_REQUEST_BODY = 1 << 40
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,10 @@ class Route:
     service: str | None = None
     # Pass the client's Authorization header on to the service (default: never).
     forward_credentials: bool = False
+    # Bytes a request body may have; refused (413) from Content-Length before anything is
+    # read, and a body without one (chunked) is refused (411). None: no limit at the
+    # gateway, for a route whose service bounds what it streams (imports).
+    max_request_body: int | None = DEFAULT_MAX_REQUEST_BODY
 
     def to_dict(self) -> dict[str, Any]:
         """The route as JSON, in the order of docs/contracts.md."""
@@ -111,7 +117,7 @@ class Route:
 
 FIELDS = ("name", "paths", "methods", "hosts", "upstream", "resource", "auth", "grants",
           "rate_limits", "cache", "timeouts", "retries", "cors", "owner", "service",
-          "forward_credentials")
+          "forward_credentials", "max_request_body")
 
 
 def _plain(value: Any) -> Any:
@@ -377,6 +383,7 @@ _READERS: dict[str, Callable[[Any, str], Any]] = {
     "service": _optional(lambda v, w: _pattern(v, w, NAME_RE, "a service name: lower-case "
                                                "letters, digits, _ . - (at most 64)")),
     "forward_credentials": lambda v, w: _bool(v, w),
+    "max_request_body": _optional(lambda v, w: _int(v, w, 0, MAX_REQUEST_BODY)),
 }
 REQUIRED = ("name", "paths", "upstream")
 

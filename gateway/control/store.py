@@ -13,6 +13,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from gateway.control.route import Claim, Route
+from portcullis.db import create_pool
 
 
 class Change:
@@ -65,8 +66,8 @@ class Store:
         self.pool = pool
 
     @classmethod
-    async def connect(cls, dsn: str) -> Store:
-        return cls(await asyncpg.create_pool(dsn, min_size=1, max_size=10))
+    async def connect(cls, dsn: str, statement_timeout_ms: int = 10_000) -> Store:
+        return cls(await create_pool(dsn, 1, 10, statement_timeout_ms))
 
     async def close(self) -> None:
         await self.pool.close()

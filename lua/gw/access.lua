@@ -51,6 +51,23 @@ function _M.run()
     end
     ctx.route = route
     ngx.var.gw_route = route.name
+    local body_limit = route.body_limit
+    if body_limit then
+        -- Before anything of the body is read: by its declared length, and a body that
+        -- declares none (chunked) is refused on a route with a limit.
+        local length = ngx.var.http_content_length
+        if length then
+            if (tonumber(length) or body_limit + 1) > body_limit then
+                return errors.exit(413, "Request entity too large",
+                    "The request body is larger than this route's limit of "
+                    .. errors.size_words(body_limit))
+            end
+        elseif ngx.var.http_transfer_encoding then
+            -- nginx's error page (/_gw/error, JSON): it answers even when discarding the
+            -- unread body fails on a malformed chunk, where a body sent from here is lost.
+            return ngx.exit(411)
+        end
+    end
     if route.upstream_compiled.unresolved then
         -- Which internal names failed is in the error log, not for the public.
         return errors.exit(503, "Service unavailable",

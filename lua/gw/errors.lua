@@ -14,6 +14,8 @@ local KNOWN = {
     [404] = { "Not found", "No route matches this path", "1404" },
     [405] = { "Method not allowed", "The route does not accept this method", "1405" },
     [408] = { "Request timeout", "The client did not send the request in time", "1408" },
+    [411] = { "Length required",
+              "This route limits request bodies: send the body with a Content-Length", "1411" },
     [413] = { "Request entity too large", "The request body is too large", "1413" },
     [414] = { "URI too long", "The request URI is too long", "1414" },
     [429] = { "Too many requests", "Rate limit exceeded", "1429" },
@@ -35,6 +37,17 @@ function _M.body(status, message, description, code)
             code = code or known[3],
         } },
     })
+end
+
+-- A byte count as people say it (as portcullis/bodies.py says it): 50 MB, 64 KB, 1,000 bytes.
+function _M.size_words(n)
+    for _, unit in ipairs({ { "GB", 1073741824 }, { "MB", 1048576 }, { "KB", 1024 } }) do
+        if n >= unit[2] and n % unit[2] == 0 then
+            return (n / unit[2]) .. " " .. unit[1]
+        end
+    end
+    local s = tostring(n):reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", "")
+    return s .. " bytes"
 end
 
 -- A plain error value, built deep down and sent by the phase function.

@@ -19,6 +19,7 @@ local type = type
 local _M = {}
 
 local DICT = "gw_routes"
+local DEFAULT_MAX_REQUEST_BODY = 1048576 -- gateway/control/route.py's default
 local current          -- { version, matcher } of this worker
 local compiled_version -- version held by `current`
 -- The dict's "serial" moves whenever workers must compile again: a new table, or new
@@ -43,6 +44,13 @@ function _M.build(tbl)
             return nil, "route " .. r.name .. ": " .. err
         end
         r.upstream_compiled = up
+        -- The body limit: a number of bytes, or false for none (an explicit null); a
+        -- route stored before the field existed gets the control plane's default.
+        local limit = r.max_request_body
+        if limit == nil then
+            limit = DEFAULT_MAX_REQUEST_BODY
+        end
+        r.body_limit = type(limit) == "number" and limit or false
     end
     return { version = tbl.version, routes = tbl.routes, matcher = router.compile(tbl.routes) }
 end

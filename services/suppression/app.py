@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Send
 from starlette.types import Scope as ASGIScope
 
+from portcullis import bodies
 from portcullis.context import (
     CONTEXT_HEADERS,
     DEFAULT_WINDOW,
@@ -38,11 +39,11 @@ from portcullis.context import (
 from portcullis.errors import APIError, error_response, exception_handlers
 from services.suppression import imports
 from services.suppression.config import Config
+from services.suppression.entries import MAX_BULK
 from services.suppression.errors import (
     Conflict,
     InvalidRequest,
     NotFound,
-    PayloadTooLarge,
     Unavailable,
     UnsupportedMediaType,
 )
@@ -55,7 +56,13 @@ OPENAPI = Path(__file__).with_name("openapi.json")
 UI = Path(__file__).with_name("ui")  # the web UI: static files, public
 Role = Literal["lookup", "list"]
 BASE = "/api/v1/suppression-list"
-MAX_JSON_BODY = 50 * 1024 * 1024
+# Bodies, bounded by endpoint before they are read or parsed (portcullis/bodies.py):
+MAX_BULK_BODY = 50 * 1024 * 1024  # bulk PUT: SparkPost's own limit
+MAX_BULK_CONTAINERS = MAX_BULK + 16  # one object per entry, and the envelope
+MAX_LOOKUP_BODY = 4 * 1024 * 1024  # 10,000 recipients of at most 254 characters, quoted
+MAX_LOOKUP_CONTAINERS = 16  # {"recipients": [...], ...}: strings, not objects
+MAX_ONE_BODY = 64 * 1024  # one recipient's PUT or DELETE
+MAX_ONE_CONTAINERS = 64
 MAX_JOB_ID = 2**63 - 1  # bigint
 # Paths below BASE that are never recipients (none of them holds an '@').
 RESERVED = ("summary", "lookup", "imports", "export", "openapi.json")
@@ -72,31 +79,28 @@ def suppressions(request: Request) -> Suppressions:
     return found
 
 
-async def json_body(request: Request, *, required: bool = True) -> Any:
-    """The JSON body, at most 50 MB; None when empty and not required."""
+def too_many_recipients() -> InvalidRequest:
+    return InvalidRequest(f"Too many recipients: at most {MAX_BULK:,} per request",
+                          "The body holds more entries (objects and arrays) than that")
+
+
+def not_json() -> InvalidRequest:
+    return InvalidRequest("Problems parsing request as json", "The request body is not valid JSON")
+
+
+async def json_body(request: Request, *, required: bool = True, limit: int = MAX_ONE_BODY,
+                    containers: int = MAX_ONE_CONTAINERS) -> Any:
+    """The JSON body, at most `limit` bytes and `containers` objects and arrays (counted
+    before any is built); None when empty and not required."""
     ctype = request.headers.get("content-type", "")
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > MAX_JSON_BODY:
-        raise PayloadTooLarge("The request body is larger than 50 MB")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_JSON_BODY:
-            raise PayloadTooLarge("The request body is larger than 50 MB")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
+    raw = await bodies.request_body(request, limit)
+    if not raw or raw.isspace():  # (strip() would copy the whole body)
         if required:
             return {}
         return None
     if ctype and "json" not in ctype.lower():
         raise UnsupportedMediaType("Send the body as application/json")
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("Problems parsing request as json",
-                             "The request body is not valid JSON") from None
+    return bodies.json_value(raw, containers, too_many_recipients, not_json)
 
 
 def ok(body: dict[str, Any], status: int = 200) -> JSONResponse:
@@ -115,7 +119,7 @@ async def get_recipient(request: Request) -> Response:
 
 
 async def batch_lookup(request: Request) -> Response:
-    body = await json_body(request)
+    body = await json_body(request, limit=MAX_LOOKUP_BODY, containers=MAX_LOOKUP_CONTAINERS)
     return Response(await suppressions(request).batch_lookup(scope_of(request), body),
                     media_type="application/json")
 
@@ -142,7 +146,7 @@ async def delete_recipient(request: Request) -> Response:
 
 
 async def put_bulk(request: Request) -> Response:
-    body = await json_body(request)
+    body = await json_body(request, limit=MAX_BULK_BODY, containers=MAX_BULK_CONTAINERS)
     return ok({"results": await suppressions(request).put_bulk(scope_of(request), body)})
 
 
@@ -362,7 +366,8 @@ class LookupApp(Starlette):
         return dumps(await found.get_recipient(Scope.of(ctx), recipient, query))
 
     async def batch(self, scope: ASGIScope, receive: Receive, ctx: Context) -> bytes:
-        body = await json_body(Request(scope, receive))
+        body = await json_body(Request(scope, receive), limit=MAX_LOOKUP_BODY,
+                               containers=MAX_LOOKUP_CONTAINERS)
         found: Suppressions = self.state.suppressions
         return await found.batch_lookup(Scope.of(ctx), body)
 
@@ -406,8 +411,10 @@ def create_app(config: Config, store: Store | None = None, role: Role = "list") 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own = store is None
+        timeout = (config.lookup_statement_timeout_ms if role == "lookup"
+                   else config.list_statement_timeout_ms)
         active = store or await Store.connect(config.database_url, config.pool_min,
-                                              config.pool_max)
+                                              config.pool_max, timeout)
         app.state.store = active
         app.state.suppressions = Suppressions(active)
         app.state.config = config

@@ -24,11 +24,6 @@ class ComplianceLocked(APIError):
                          "1403")
 
 
-class PayloadTooLarge(APIError):
-    def __init__(self, description: str) -> None:
-        super().__init__(413, "Request entity too large", description, "1413")
-
-
 class UnsupportedMediaType(APIError):
     def __init__(self, description: str) -> None:
         super().__init__(415, "Unsupported Media Type", description, "1415")

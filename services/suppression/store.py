@@ -103,7 +103,10 @@ BATCH_SQL = """SELECT recipient, type, list_id, subaccount_id, source
                  AND ($5::text IS NULL OR list_id IN ($5, ''))"""
 
 
-EXPORT_SETTINGS = "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'"
+# An export runs as long as the client reads: no statement_timeout (the route's send timeout
+# and the client bound it).
+EXPORT_SETTINGS = ("SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; "
+                   "SET LOCAL statement_timeout = 0")
 CSV_HEADER = b"recipient,type,source,description,list_id,subaccount_id,created,updated\n"
 EXPORT_SPLIT_PAGES = 1024  # 8 MB: below, one COPY
 
@@ -174,8 +177,9 @@ class Store:
         self.lookups = Lookups(pool)
 
     @classmethod
-    async def connect(cls, dsn: str, min_size: int = 2, max_size: int = 10) -> Store:
-        return cls(await create_pool(dsn, min_size, max_size))
+    async def connect(cls, dsn: str, min_size: int = 2, max_size: int = 10,
+                      statement_timeout_ms: int = 0) -> Store:
+        return cls(await create_pool(dsn, min_size, max_size, statement_timeout_ms))
 
     async def close(self) -> None:
         await self.pool.close()

@@ -496,7 +496,9 @@ async def test_a_dead_descendant_is_not_revoked_again_but_what_it_made_is(
     await expire(pg_dsn, fam.child.key_id)    # the middle generation expired meanwhile
     assert (await api.admin("DELETE", f"/admin/keys/{fam.parent.key_id}")).status_code == 204
     logged = await reasons(pg_dsn, [fam.child.key_id, fam.grandchild["id"]])
-    assert logged == {fam.grandchild["id"]: ["parent_revoked"]}
+    # (the expiry sweep may log the child's expiry meanwhile: that is not a revocation)
+    assert [r for r in logged.get(fam.child.key_id, []) if r != "expired"] == []
+    assert logged[fam.grandchild["id"]] == ["parent_revoked"]
 
 
 async def test_a_key_made_while_its_makers_family_is_revoked_does_not_survive_it(

@@ -48,7 +48,7 @@ async def test_a_created_route_is_returned_with_its_defaults_filled_in(
         "resource": "tests", "auth": "required", "grants": None, "rate_limits": [],
         "cache": None, "timeouts": {"connect": 2000, "send": 10000, "read": 30000},
         "retries": 1, "cors": None, "owner": None, "service": f"crud-{tag}",
-        "forward_credentials": False,
+        "forward_credentials": False, "max_request_body": 1048576,
     }
     fetched = await admin.get(f"/routes/crud-{tag}")
     assert fetched.json() == {"results": route}

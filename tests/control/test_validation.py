@@ -101,6 +101,14 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("cors bad origin", {"cors": {"origins": ["ui.example.com"]}}, "cors.origins[0]: must be *"),
     ("bad owner", {"owner": "Suppression Team"}, "owner: must be lower-case"),
     ("route not an object", {"__whole__": ["a"]}, "route: must be an object"),
+    ("negative body limit", {"max_request_body": -1}, "max_request_body: must be at least 0"),
+    ("body limit as text", {"max_request_body": "10MB"}, "max_request_body: must be an integer"),
+    ("body limit as a boolean", {"max_request_body": True},
+     "max_request_body: must be an integer"),
+    ("body limit too large", {"max_request_body": 2**41}, "max_request_body: must be at most"),
+    ("forward_credentials as text", {"forward_credentials": "yes"},
+     "forward_credentials: must be true or false"),
+    ("service with capitals", {"service": "Billing"}, "service: must be a service name"),
 ]
 
 

@@ -31,7 +31,10 @@ def fstack() -> Iterator[Stack]:
         auth_stale_ttl=120,
         # a killed worker's job is taken up again 2 s after its lease lapses
         extra_env={"SUPPRESSION_IMPORT_LEASE_SECONDS": "2",
-                   "SUPPRESSION_IMPORT_BATCH_ROWS": "10000"},
+                   "SUPPRESSION_IMPORT_BATCH_ROWS": "10000",
+                   # short, so that a statement held by a lock is cut within the test
+                   "SUPPRESSION_LIST_STATEMENT_TIMEOUT_MS": "1500",
+                   "SUPPRESSION_LOOKUP_STATEMENT_TIMEOUT_MS": "1000"},
         gateway={"failed_auth_limit": {"limit": 100000, "window": 1}}))
     try:
         stack.start(say=lambda *_: None)

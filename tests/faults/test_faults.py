@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -257,3 +258,48 @@ def test_an_import_worker_killed_half_way_is_resumed_and_a_rerun_converges(
     assert asyncio.run(count()) == after_first == rows
     print(f"import killed at {mid['rows_written']} of {rows} rows written; resumed and "
           f"re-run: {after_first} rows")
+
+
+def test_a_statement_held_by_a_lock_is_cut_by_statement_timeout(fstack: Stack) -> None:
+    """A query that cannot finish (here: waiting on a lock another session holds on the
+    suppression table) is cancelled at the service's statement_timeout and answered 503 in
+    our shape, on the sending path and the list path alike; once the lock is gone every
+    request is served again. The connection it held is back in the pool."""
+    import asyncio
+
+    import asyncpg
+
+    key = fault_key(fstack)
+    headers = {"Authorization": key}
+    lookup = fstack.gateway_url + f"{BASE}/held@example.com"
+    search = fstack.gateway_url + f"{BASE}?per_page=5"
+    assert httpx.put(lookup, json={"type": "transactional"}, headers=headers).status_code == 200
+    loop = asyncio.new_event_loop()
+    conn = loop.run_until_complete(asyncpg.connect(fstack.dsn))
+    statuses: dict[str, list[int]] = {"lookup": [], "search": []}
+    try:
+        tx = conn.transaction()
+        loop.run_until_complete(tx.start())
+        loop.run_until_complete(conn.execute(
+            "LOCK TABLE suppression.entries IN ACCESS EXCLUSIVE MODE"))
+        for name, url in (("lookup", lookup), ("search", search)):
+            for _ in range(2):
+                r = httpx.get(url, headers=headers, timeout=30)
+                statuses[name].append(r.status_code)
+                assert r.status_code == 503, r.text
+                assert r.json()["errors"][0]["message"] == "Query timeout"
+        loop.run_until_complete(tx.rollback())
+    finally:
+        loop.run_until_complete(conn.close())
+        loop.close()
+    for name, url in (("lookup", lookup), ("search", search)):
+        for _ in range(20):  # more than either pool's connections: none was left stuck
+            r = httpx.get(url, headers=headers, timeout=30)
+            statuses[name].append(r.status_code)
+            assert r.status_code == 200, r.text
+    line = f"statement held by a lock, cut by statement_timeout: {statuses}"
+    print(line)
+    out = Path(os.environ.get("FAULT_REPORT", ROOT / "test-artifacts" / "fault-report.txt"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "a") as f:
+        f.write(line + "\n")
