@@ -179,4 +179,6 @@ class Supervisor:
     def _log_end(watch: Watch, lines: int = TAIL_LINES) -> str:
         log = watch.child.process.log
         text = tail(log, lines)
+        if not text.strip():
+            return f"{log} is empty"
         return f"end of {log}:\n" + "\n".join(f"    | {line}" for line in text.splitlines())
