@@ -1,4 +1,6 @@
-"""`make run`: start the whole stack in the foreground; Ctrl-C or SIGTERM stops it all."""
+"""`make run`: start the whole stack in the foreground and keep it running: a part that exits
+is restarted (portcullis/supervisor.py). Ctrl-C or SIGTERM stops it all, as does a part that
+fails to start five times in a row (exit status 1)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,10 @@ from typing import Any
 
 from gateway.stack import ROOT, Stack, StackSettings, ports_from_env
 from portcullis.procs import StartError
+from portcullis.supervisor import RestartPolicy, Supervisor
 
+# How often the supervisor looks at the stack's processes.
+POLL_INTERVAL = 0.25
 DEMO_GRANTS = ["suppression_lists/manage", "suppression_lists/view", "api_keys/manage"]
 
 
@@ -132,13 +137,11 @@ Try:
   curl -H "Authorization: $(cat var/demo-api-key)" \\
     {stack.gateway_url}/api/v1/suppression-list/jane@example.com
 
-Ctrl-C stops everything.""", flush=True)
+A part that exits is restarted (docs/operations.md). Ctrl-C stops everything.""", flush=True)
+        supervisor = Supervisor(stack.children(), RestartPolicy(), say=log)
         while True:
-            for name, proc in stack.procs.items():
-                if not proc.alive():
-                    raise StartError(f"{name} exited unexpectedly; end of {proc.log}:\n"
-                                     + _tail(proc.log))
-            time.sleep(0.5)
+            supervisor.poll()  # raises GaveUp (a StartError) for a part that cannot start
+            time.sleep(POLL_INTERVAL)
     except Stop as why:
         print(f"\n{why}: stopping...", flush=True)
         return 0
@@ -158,10 +161,8 @@ def tls_url(stack: Stack) -> str:
     return f"https://127.0.0.1:{stack.s.tls_port}"
 
 
-def _tail(path: Path) -> str:
-    from portcullis.procs import tail
-
-    return tail(path)
+def log(line: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
 
 
 def main() -> int:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import urllib.request
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,10 @@ from gateway.render import GatewaySettings, detect, write_config
 from portcullis import derive
 from portcullis.context import ContextKeys
 from portcullis.migrate import migrate_all
-from portcullis.pgcluster import Cluster
-from portcullis.procs import Proc, StartError, port_in_use
-from portcullis.redisserver import start_redis
+from portcullis.pgcluster import Cluster, Postmaster
+from portcullis.procs import Proc, StartError, http_ok, port_in_use
+from portcullis.redisserver import redis_ping, start_redis
+from portcullis.supervisor import Child
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUTE_FILES = (ROOT / "routes" / "suppression.yaml", ROOT / "routes" / "auth.yaml")
@@ -214,9 +216,31 @@ class Stack:
         proc = self.procs[name]
         proc.stop()
         proc.start()
-        if name != "worker":
-            proc.wait_http(f"{self.url(name)}/healthz", timeout=60)
+        if url := self.health_url(name):
+            proc.wait_http(url, timeout=60)
         return proc
+
+    def health_url(self, name: str) -> str | None:
+        """Where a process of the stack answers 200 once it serves; None for the worker."""
+        if name == "gateway":
+            return f"{self.url('metrics')}/healthz"
+        if name == "worker":
+            return None
+        return f"{self.url(name)}/healthz"
+
+    def children(self) -> list[Child]:
+        """What the launcher supervises, in start order, each with its readiness check:
+        PostgreSQL and Redis when this stack started them, then every process."""
+        children = []
+        if self.cluster:
+            children.append(Child(Postmaster(self.cluster), ready=lambda: True))
+        if self.redis:
+            port = self.port("redis")
+            children.append(Child(self.redis, ready=lambda: redis_ping(port)))
+        for name, proc in self.procs.items():
+            url = self.health_url(name)
+            children.append(Child(proc, ready=partial(http_ok, url) if url else None))
+        return children
 
     def apply_routes(self, files: tuple[Path, ...] = ROUTE_FILES) -> None:
         for path in files:

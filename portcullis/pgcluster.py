@@ -16,7 +16,7 @@ from pathlib import Path
 
 import asyncpg
 
-from portcullis.procs import StartError, tail
+from portcullis.procs import StartError, pid_running, tail
 
 
 def pg_bindir() -> Path:
@@ -158,3 +158,35 @@ class Cluster:
     def destroy(self) -> None:
         self.stop("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class Postmaster:
+    """A cluster as one process the launcher's supervisor can watch and start again (a
+    portcullis.supervisor.Process). pg_ctl daemonises the postmaster, so it is no child of
+    ours: it is watched by the pid in its pid file, and how it ended is not ours to know."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.name = "postgres"
+        self.log = cluster.log
+        self._pid = cluster.pid()
+
+    @property
+    def pid(self) -> int | None:
+        return self._pid
+
+    def start(self) -> Postmaster:
+        try:
+            self.cluster.start()  # pg_ctl -w: returns once it accepts connections
+        except asyncpg.PostgresError as err:
+            raise StartError(f"PostgreSQL started but refused its database: {err}") from err
+        self._pid = self.cluster.pid()
+        return self
+
+    def ended(self) -> str | None:
+        if self._pid is not None and pid_running(self._pid):
+            return None
+        return "gone; not a child of the launcher, so its log says why"
+
+    def stop(self) -> None:
+        self.cluster.stop()

@@ -43,6 +43,26 @@ def tail(path: Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def pid_running(pid: int) -> bool:
+    """Whether `pid` is a live process (not gone, not a zombie waiting to be reaped): for
+    processes that are no child of ours, such as a postmaster that pg_ctl daemonised."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def describe_exit(returncode: int) -> str:
+    """How a child ended, in words: "status 1", "killed by SIGKILL"."""
+    if returncode >= 0:
+        return f"status {returncode}"
+    try:
+        return f"killed by {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"killed by signal {-returncode}"
+
+
 def http_ok(url: str, timeout: float = 1.0) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
@@ -80,14 +100,31 @@ class Proc:
         return self
 
     def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
+        """Started and not exited. An exited leader is left unreaped, so that `stop` or
+        `ended` can still clear out what it left in its process group."""
+        return (self.popen is not None and self.popen.returncode is None
+                and not self._has_exited())
+
+    def ended(self) -> str | None:
+        """None while it runs (or before it was started). Once the leader has exited: what it
+        left behind in its process group is killed (the workers of a killed nginx master would
+        keep its ports), the leader is reaped, and how it ended is said in words."""
+        popen = self.popen
+        if popen is None:
+            return None
+        if popen.returncode is None:
+            if not self._has_exited():
+                return None
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+            popen.wait()
+        return describe_exit(popen.returncode)
 
     def wait_until(self, ready: Callable[[], bool], timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive():
-                raise StartError(f"{self.name} exited during start-up "
-                                 f"(status {self.popen.returncode if self.popen else '?'}); "
+                raise StartError(f"{self.name} exited during start-up ({self.ended()}); "
                                  f"end of {self.log}:\n{tail(self.log)}")
             if ready():
                 return
@@ -103,16 +140,19 @@ class Proc:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, sig)
 
+    def _has_exited(self) -> bool:
+        try:
+            res = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True
+        return res is not None
+
     def _exited_unreaped(self, timeout: float) -> bool:
         """Wait for the leader to exit without reaping it: while it is an unreaped zombie its
         pid, and so its process group id, cannot be handed to another process."""
         deadline = time.monotonic() + timeout
         while True:
-            try:
-                res = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except ChildProcessError:
-                return True
-            if res is not None:
+            if self._has_exited():
                 return True
             if time.monotonic() > deadline:
                 return False

@@ -48,6 +48,16 @@ def pg_dsn(pg_cluster: Cluster) -> str:
 def fresh_dsn(pg_cluster: Cluster) -> str:
     """A new, empty database on the session's cluster: for tests that start a whole stack
     of their own (its route table must not replace the session stack's)."""
+    return create_database(pg_cluster)
+
+
+@pytest.fixture(scope="module")
+def module_dsn(pg_cluster: Cluster) -> str:
+    """As fresh_dsn, for a stack that a whole test module shares."""
+    return create_database(pg_cluster)
+
+
+def create_database(pg_cluster: Cluster) -> str:
     import uuid
 
     import asyncpg

@@ -74,6 +74,32 @@ def test_only_the_gateway_is_public_and_admin_ports_stay_on_loopback(
     assert services[name].get("ports", []) == published
 
 
+# Docker restarts a long-running service that exits, as `make run`'s launcher does; a
+# one-shot job that finished (or failed: the services after it wait on its success) stays so.
+RESTART = [
+    ("postgres", "unless-stopped"), ("redis", "unless-stopped"), ("control", "unless-stopped"),
+    ("auth", "unless-stopped"), ("lookup", "unless-stopped"), ("list", "unless-stopped"),
+    ("worker", "unless-stopped"), ("gateway", "unless-stopped"),
+    ("migrate", "no"), ("routes", "no"), ("gateway-config", "no"),
+]
+
+
+@pytest.mark.parametrize("case", RESTART, ids=[c[0] for c in RESTART])
+def test_long_running_services_are_restarted_and_one_shot_jobs_are_not(
+        services: dict[str, Any], case: tuple[str, str]) -> None:
+    name, policy = case
+    # "no" as a string: unquoted, YAML 1.1 readers (PyYAML among them) take it for false.
+    assert services[name].get("restart") == policy
+
+
+def test_every_service_has_a_restart_policy_in_the_table(services: dict[str, Any]) -> None:
+    assert set(services) == {name for name, _ in RESTART}
+    one_shot = {name for name, policy in RESTART if policy == "no"}
+    waited_on = {dep for s in services.values() for dep, how in s.get("depends_on", {}).items()
+                 if how["condition"] == "service_completed_successfully"}
+    assert one_shot == waited_on  # a one-shot job is one the others wait to finish
+
+
 LISTENERS = [("control", 8001), ("auth", 8100), ("lookup", 8200), ("list", 8210)]
 
 
