@@ -32,6 +32,7 @@ from authsvc.tokens import TokenService
 from portcullis import bodies
 from portcullis.context import GatewayContextMiddleware
 from portcullis.errors import APIError, exception_handlers
+from portcullis.paths import IgnoreTrailingSlash
 
 log = logging.getLogger("authsvc")
 FAILURES_HEADER = "X-Auth-Failures"
@@ -185,7 +186,8 @@ def create_app(config: Config, store: Store | None = None) -> ASGIApp:
         *admin.routes,
         *apikeys.routes,
     ]
-    middleware = [Middleware(GatewayContextMiddleware, keys=config.context_keys,
+    middleware = [Middleware(IgnoreTrailingSlash),
+                  Middleware(GatewayContextMiddleware, keys=config.context_keys,
                              open_paths=("/healthz",), open_prefixes=("/v1/", "/admin/"))]
     app = Starlette(routes=routes, middleware=middleware,
                     exception_handlers=exception_handlers(), lifespan=lifespan)

@@ -142,8 +142,14 @@ local function candidates(path)
 end
 
 -- Returns route, or nil and "not_found" | "method_not_allowed" (with the allowed methods).
+-- A trailing slash is ignored, as SparkPost's API conventions say: "/a/b/" is routed as
+-- "/a/b" (the service gets the path as sent, and ignores it too).
 function _M.match(matcher, host, path, method)
     host = lower(strip_port(host or ""))
+    local last = #path
+    if last > 1 and byte(path, last) == SLASH then
+        path = sub(path, 1, last - 1)
+    end
     local by_prefix = matcher.by_prefix
     local lens, n = candidates(path)
     for c = 1, n do

@@ -37,6 +37,7 @@ from portcullis.context import (
     verify,
 )
 from portcullis.errors import APIError, error_response, exception_handlers
+from portcullis.paths import IgnoreTrailingSlash, without_trailing_slash
 from services.suppression import imports
 from services.suppression.config import Config
 from services.suppression.entries import MAX_BULK
@@ -346,7 +347,9 @@ class LookupApp(Starlette):
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            path: str = scope["path"]
+            path: str = without_trailing_slash(scope["path"])
+            if path is not scope["path"]:
+                scope = {**scope, "path": path}
             method: str = scope["method"]
             if (method == "GET" or method == "HEAD") and self.answers_get(path):
                 await self.fast(scope, receive, send, self.get_one)
@@ -430,7 +433,8 @@ def create_app(config: Config, store: Store | None = None, role: Role = "list") 
     app = (LookupApp if role == "lookup" else Starlette)(
         routes=[*routes(role), *ui_routes(role)],
         # The OpenAPI document and the UI's files are public (auth: none); all else is signed.
-        middleware=[Middleware(GatewayContextMiddleware, keys=keys,
+        middleware=[Middleware(IgnoreTrailingSlash),
+                    Middleware(GatewayContextMiddleware, keys=keys,
                                open_paths=("/healthz", OPENAPI_PATH, "/app"),
                                open_prefixes=("/app/",))],
         exception_handlers={**exception_handlers(), **{e: unavailable for e in DB_DOWN}},

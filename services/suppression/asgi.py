@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from starlette.types import Message
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from portcullis.paths import without_trailing_slash
 from services.suppression.app import (
     JSON_HEADERS,
     RECIPIENT_PREFIX,
@@ -143,6 +144,7 @@ class LookupHttp(HttpToolsProtocol):
             return
         if "%" in path:
             path = urllib.parse.unquote(path)
+        path = without_trailing_slash(path)
         if not LookupApp.answers_get(path):
             super().on_headers_complete()
             return

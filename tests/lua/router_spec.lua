@@ -36,6 +36,13 @@ describe("router.match", function()
         { "eu.example.com", "/hosted", "GET", "wild" },
         { "example.com", "/hosted", "GET", "not_found" },
         { "evil-example.com", "/hosted", "GET", "not_found" },
+        -- a trailing slash is ignored (SparkPost's API conventions)
+        { "h", "/api/v1/suppression-list/", "GET", "search" },
+        { "h", "/api/v1/suppression-list/", "PUT", "search" },
+        { "h", "/api/v1/suppression-list/jane@example.com/", "GET", "lookup" },
+        { "h", "/api/v1/suppression-list/summary/", "GET", "summary" },
+        { "h", "/api/v1/api-keys/", "POST", "keys" },
+        { "h", "/", "GET", "not_found" },
     }
     for _, c in ipairs(cases) do
         it(c[3] .. " " .. c[1] .. c[2] .. " -> " .. c[4], function()
@@ -60,6 +67,9 @@ end)
 -- longest matching prefix kept. The indexed router must answer exactly as this does.
 local function reference(routes, host, path, method)
     host = host:lower():gsub(":%d+$", "")
+    if #path > 1 and path:sub(-1) == "/" then
+        path = path:sub(1, -2) -- a trailing slash is ignored
+    end
     local best_len, best_rank, chosen, allowed = -1, nil, nil, nil
     local sorted = {}
     for _, r in ipairs(routes) do
