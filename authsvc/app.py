@@ -191,6 +191,7 @@ def create_app(config: Config, store: Store | None = None) -> ASGIApp:
                              open_paths=("/healthz",), open_prefixes=("/v1/", "/admin/"))]
     app = Starlette(routes=routes, middleware=middleware,
                     exception_handlers=exception_handlers(), lifespan=lifespan)
+    app.router.redirect_slashes = False  # a trailing slash is ignored, never redirected
     return DecisionPath(app)
 
 

@@ -440,6 +440,7 @@ def create_app(config: Config, store: Store | None = None, role: Role = "list") 
         exception_handlers={**exception_handlers(), **{e: unavailable for e in DB_DOWN}},
         lifespan=lifespan,
     )
+    app.router.redirect_slashes = False  # a trailing slash is ignored, never redirected
     if isinstance(app, LookupApp):
         app.context = FastContext(keys)
     if store is not None:  # ready without a lifespan (tests drive the app in-process)

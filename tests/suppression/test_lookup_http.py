@@ -140,7 +140,7 @@ async def account(api: Api) -> int:
     f"{BASE}/o%27neil%2Bx@example.com",
     f"{BASE}/miss@example.com",
     f"{BASE}/not-an-address",
-    f"{BASE}/",
+    f"{BASE}/hit@example.com/",
     f"{BASE}/summary",
     f"{BASE}/lookup",
 ])
@@ -149,6 +149,15 @@ async def test_each_answer_is_uvicorns_byte_for_byte(servers: Servers, account: 
     (answer,) = await both(servers, request(uri, account))
     assert answer.startswith(b"HTTP/1.1 ")
     assert servers.fast_answers == 1
+
+
+async def test_the_list_path_with_a_trailing_slash_is_not_a_recipient(
+        servers: Servers, account: int) -> None:
+    """`/api/v1/suppression-list/` is the list (a trailing slash is ignored), which the
+    lookup service does not serve: Starlette answers it, the same from both servers."""
+    (answer,) = await both(servers, request(f"{BASE}/", account))
+    assert answer.startswith(b"HTTP/1.1 40")
+    assert servers.fast_answers == 0
 
 
 async def test_the_answers_are_the_services_own(servers: Servers, account: int) -> None:
