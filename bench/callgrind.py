@@ -115,7 +115,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         bare_dir = root / "bare"
         bare_dir.mkdir()
         (bare_dir / "nginx.conf").write_text(BARE_CONF.format(
-            user=user, workers=1, prefix=str(bare_dir), port=bare_port, upstream=up_port))
+            user=user, workers=1, prefix=str(bare_dir), port=bare_port, upstream=up_port,
+            tls=""))
         bare = under_valgrind("bare", bare_dir / "nginx.conf", out_dir)
         procs.append(bare)
         stack = Stack(StackSettings(

@@ -12,6 +12,9 @@ One trivial upstream (an nginx answering 200 from memory) and, in front of it:
              request id, HMAC-SHA256 over the request and the caller, seven headers to the
              upstream), by the gateway's own code: the least any configuration of this
              gateway does, so no route, auth, limit or metric is in it.
+And the TLS harness, in the conditions Kong and APISIX publish their figures in: TLS
+terminated by a bare nginx (bare-tls) and by the gateway node with local limits (local-tls)
+alike (the gateway's own TLS directives, keep-alive, a session cache), a 1 KB answer.
 Each is driven by wrk with the same connections and threads; throughput at `--connections`
 and latency at one connection (the added latency is the p50 difference at -c1). The four are
 measured in turn, `--rounds` times over, and each figure is the median of its rounds: this
@@ -37,7 +40,7 @@ from typing import Any
 
 import httpx
 
-from gateway.render import detect
+from gateway.render import detect, tls_directives
 from gateway.stack import PORTS, Stack, StackSettings
 from portcullis.procs import Proc, free_port
 from portcullis.redisserver import start_redis
@@ -51,12 +54,17 @@ error_log {prefix}/error.log warn;
 events {{ worker_connections 4096; }}
 """
 
+# A 1 KB answer, as the published gateway benchmarks use (Kong's, APISIX's).
+ONE_KB = '{{"ok":true,"pad":"' + "x" * 1000 + '"}}'
+
 UPSTREAM_CONF = PRELUDE + """http {{
     access_log off;
     keepalive_requests 1000000;
+    default_type application/json;
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         location / {{ return 200 '{{"ok":true}}'; }}
+        location /bench/1k {{ return 200 '""" + ONE_KB + """'; }}
     }}
 }}
 """
@@ -66,6 +74,7 @@ BARE_CONF = "\n{user}\n" + PRELUDE + """http {{
     upstream up {{ server 127.0.0.1:{upstream}; keepalive 256; keepalive_requests 1000000; }}
     server {{
         listen 127.0.0.1:{port} backlog=4096;
+{tls}
         location / {{
             proxy_pass http://up;
             proxy_http_version 1.1;
@@ -148,6 +157,35 @@ SIGNED_CONF = "\n{load_modules}\n{user}\n" + PRELUDE + """http {{
     }}
 }}
 """
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A self-signed ECDSA P-256 certificate for 127.0.0.1 and its key, as PEM files."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
 
 
 def start_nginx(name: str, conf_text: str, root: Path) -> Proc:
@@ -247,8 +285,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         procs.append(upstream)
         bare = start_nginx("bare", BARE_CONF.format(
             user=user, workers=args.workers, prefix="{prefix}", port=bare_port,
-            upstream=up_port), root)
+            upstream=up_port, tls=""), root)
         procs.append(bare)
+        # The TLS harness: bare nginx and the gateway terminate TLS alike (the gateway's own
+        # directives), with a self-signed ECDSA certificate.
+        cert, key = self_signed(root / "tls")
+        bare_tls_port, local_tls_port = free_port(), free_port()
+        bare_tls = start_nginx("bare-tls", BARE_CONF.format(
+            user=user, workers=args.workers, prefix="{prefix}", port=free_port(),
+            upstream=up_port, tls=tls_directives(f"127.0.0.1:{bare_tls_port}", str(cert),
+                                                 str(key))), root)
+        procs.append(bare_tls)
         floor_port = free_port()
         floor = start_nginx("floor", FLOOR_CONF.format(
             load_modules=detect().load_modules, user=user, workers=args.workers,
@@ -278,17 +325,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         procs.append(redis_node)
         # The main node: local limits (no Redis).
         local_node, local_port, _ = stack.start_extra_gateway(
-            "bench-local", None, access_log=False, log_level="warn")
+            "bench-local", None, access_log=False, log_level="warn",
+            tls_listen=f"127.0.0.1:{local_tls_port}", tls_cert=str(cert), tls_key=str(key))
         procs.append(local_node)
+        plain, tls = "http://127.0.0.1:{}/bench/x", "https://127.0.0.1:{}/bench/1k"
         targets = {
-            "bare": (bare_port, {}, bare.pid),
-            "floor": (floor_port, {}, floor.pid),
-            "signed": (signed_port, {}, signed.pid),
-            "local": (local_port, headers, local_node.pid),
-            "redis": (redis_node_port, headers, redis_node.pid),
+            "bare": (plain.format(bare_port), {}, bare.pid),
+            "floor": (plain.format(floor_port), {}, floor.pid),
+            "signed": (plain.format(signed_port), {}, signed.pid),
+            "local": (plain.format(local_port), headers, local_node.pid),
+            "redis": (plain.format(redis_node_port), headers, redis_node.pid),
+            "bare-tls": (tls.format(bare_tls_port), {}, bare_tls.pid),
+            "local-tls": (tls.format(local_tls_port), headers, local_node.pid),
         }
-        rounds = [{name: measure(f"http://127.0.0.1:{port}/bench/x", args, hdrs, pid)
-                   for name, (port, hdrs, pid) in targets.items()}
+        rounds = [{name: measure(url, args, hdrs, pid)
+                   for name, (url, hdrs, pid) in targets.items()}
                   for _ in range(max(1, args.rounds))]
         results = {name: {field: statistics.median(r[name][field] for r in rounds)
                           for field in rounds[0][name]}
@@ -304,16 +355,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 NAMES = ("bare", "floor", "signed", "local", "redis")
+# The TLS harness, each against its own bare nginx (bare-tls).
+TLS_NAMES = ("bare-tls", "local-tls")
+
+
+def baseline_of(name: str) -> str:
+    return "bare-tls" if name in TLS_NAMES else "bare"
 
 
 def report(data: dict[str, Any]) -> str:
     r = data["results"]
-    bare = r["bare"]
-    lines = [f"{'path':8} {'req/s':>10} {'x bare':>7} {'p99 ms':>8} {'p50@c1 ms':>10} "
+    lines = [f"{'path':9} {'req/s':>10} {'x bare':>7} {'p99 ms':>8} {'p50@c1 ms':>10} "
              f"{'added p50 ms':>13} {'CPU us/req':>11} {'x bare CPU':>11} {'non-2xx':>8}"]
-    for name in NAMES:
-        m = r[name]
-        lines.append(f"{name:8} {m['rps']:10.0f} {m['rps'] / bare['rps']:7.2f} "
+    for name in (*NAMES, *(n for n in TLS_NAMES if n in r)):
+        m, bare = r[name], r[baseline_of(name)]
+        lines.append(f"{name:9} {m['rps']:10.0f} {m['rps'] / bare['rps']:7.2f} "
                      f"{m['p99_ms']:8.2f} {m['p50_c1_ms']:10.3f} "
                      f"{m['p50_c1_ms'] - bare['p50_c1_ms']:13.3f} "
                      f"{m['cpu_us_per_request']:11.1f} "
@@ -321,9 +377,10 @@ def report(data: dict[str, Any]) -> str:
                      f"{m['non2xx']:8.0f}")
     rounds = data.get("rounds", [])
     if len(rounds) > 1:
-        lines.append(f"x bare by round ({'/'.join(NAMES[1:])}): " + ", ".join(
-            "/".join(f"{one[n]['rps'] / one['bare']['rps']:.2f}"
-                     for n in NAMES[1:]) for one in rounds))
+        shown = [*NAMES[1:], *(n for n in TLS_NAMES[1:] if n in rounds[0])]
+        lines.append(f"x bare by round ({'/'.join(shown)}): " + ", ".join(
+            "/".join(f"{one[n]['rps'] / one[baseline_of(n)]['rps']:.2f}"
+                     for n in shown) for one in rounds))
     return "\n".join(lines)
 
 

@@ -89,6 +89,17 @@ class GatewaySettings:
     tls_key: str | None = None
 
 
+def tls_directives(listen: str, cert: str, key: str, reuseport: bool = False) -> str:
+    """A TLS listener of a server block (the gateway's, and bench/gateway.py's bare nginx,
+    which must be configured exactly alike to compare them)."""
+    reuse = " reuseport" if reuseport else ""
+    return (f"        listen {listen} ssl backlog=4096{reuse};\n"
+            f"        ssl_certificate {cert};\n"
+            f"        ssl_certificate_key {key};\n"
+            "        ssl_protocols TLSv1.2 TLSv1.3;\n"
+            "        ssl_session_cache shared:gw_tls:10m;")
+
+
 def tls_lines(settings: GatewaySettings) -> str:
     """The TLS listener's directives for the public server; empty when TLS is off."""
     wanted = (settings.tls_listen, settings.tls_cert, settings.tls_key)
@@ -96,12 +107,9 @@ def tls_lines(settings: GatewaySettings) -> str:
         return ""
     if not all(wanted):
         raise ValueError("TLS needs tls_listen, tls_cert and tls_key together")
-    reuseport = " reuseport" if settings.reuseport else ""
-    return (f"        listen {settings.tls_listen} ssl backlog=4096{reuseport};\n"
-            f"        ssl_certificate {settings.tls_cert};\n"
-            f"        ssl_certificate_key {settings.tls_key};\n"
-            "        ssl_protocols TLSv1.2 TLSv1.3;\n"
-            "        ssl_session_cache shared:gw_tls:10m;\n"
+    assert settings.tls_listen and settings.tls_cert and settings.tls_key
+    return (tls_directives(settings.tls_listen, settings.tls_cert, settings.tls_key,
+                           settings.reuseport) + "\n"
             "        # Plain HTTP sent to the TLS port: JSON 400, not nginx's page.\n"
             "        error_page 497 =400 /_gw/error;")
 
